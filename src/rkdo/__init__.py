@@ -1,0 +1,17 @@
+"""rkdo: Recursive KL Divergence Optimization and the I-Con framework.
+
+    L = 1/n sum_i KL(p(.|i) || q(.|i)),      p(t) = (1 - alpha) p(t-1) + alpha q(t-1)
+
+Losses you can drop into any training loop::
+
+    from rkdo import IConLoss, RKDOLoss
+    loss = RKDOLoss()(z1, z2)          # the reference notebooks' RKDO, two views
+
+Kernels live in :mod:`rkdo.kernels`, the pure math in :mod:`rkdo.functional`, presets of the
+I-Con table in :mod:`rkdo.methods`.
+"""
+
+from rkdo.losses import IConLoss, RKDOLoss
+
+__all__ = ["IConLoss", "RKDOLoss", "__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,167 @@
+"""Pure tensor math for neighbourhood distributions, in log space.
+
+Every distribution here is a row-stochastic matrix ``P`` of shape ``(B, N)``: row ``i`` is
+``p(.|i)``, the distribution over the ``N`` candidate neighbours of anchor ``i``. We carry
+``log P`` rather than ``P`` so that small probabilities keep their precision; entries that are
+impossible (masked self-pairs, non-neighbours of a k-NN graph) are ``-inf``.
+
+The I-Con objective is the mean row-wise Kullback-Leibler divergence
+
+    L(p, q) = 1/n * sum_i KL(p(.|i) || q(.|i)),
+    KL(p || q) = sum_j p_j (log p_j - log q_j),     with 0 log 0 = 0,
+
+and RKDO's recursion mixes the teacher with the student,
+
+    p(t) = (1 - alpha) p(t-1) + alpha q(t-1),
+
+which in log space is ``logaddexp(log(1 - alpha) + log p, log(alpha) + log q)``.
+
+All functions are differentiable and free of NaN gradients at ``-inf`` entries: wherever both
+operands of an operation are ``-inf`` the operation is evaluated on a finite stand-in and the
+result is put back to ``-inf`` (``masked_fill`` passes no gradient to the filled places).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_unit_interval",
+    "log_normalize",
+    "log_mix",
+    "log_debias",
+    "kl_rows",
+    "mean_kl",
+    "recursive_kl",
+    "temperature_schedule",
+    "entropy_rows",
+    "perplexity_rows",
+]
+
+
+def check_unit_interval(
+    name: str, value: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
+    """Raise ``ValueError`` unless ``value`` lies in the interval [0, 1] (ends as requested)."""
+    value = float(value)
+    low_ok = value > 0.0 if low_open else value >= 0.0
+    high_ok = value < 1.0 if high_open else value <= 1.0
+    if not (low_ok and high_ok and math.isfinite(value)):
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def log_normalize(scores: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Row-wise log-softmax of ``scores`` restricted to ``mask``.
+
+    ``log p(j|i) = s_ij - logsumexp_{k: mask_ik} s_ik`` for allowed ``j``, ``-inf`` elsewhere.
+    A row with no allowed entry is returned as all ``-inf`` (it carries no distribution).
+    """
+    if mask is None:
+        return torch.log_softmax(scores, dim=-1)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    empty = ~mask.any(dim=-1, keepdim=True)
+    # An all -inf row would give NaN (-inf - -inf); give it a finite stand-in, then blank it.
+    safe = scores.masked_fill(empty, 0.0)
+    return torch.log_softmax(safe, dim=-1).masked_fill(empty | ~mask, float("-inf"))
+
+
+def log_mix(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
+    """``log((1 - alpha) p + alpha q)`` computed stably from ``log p`` and ``log q``."""
+    if alpha == 0.0:
+        return log_p
+    if alpha == 1.0:
+        return log_q
+    both_zero = torch.isneginf(log_p) & torch.isneginf(log_q)
+    mixed = torch.logaddexp(
+        log_p.masked_fill(both_zero, 0.0) + math.log1p(-alpha),
+        log_q.masked_fill(both_zero, 0.0) + math.log(alpha),
+    )
+    return mixed.masked_fill(both_zero, float("-inf"))
+
+
+def log_debias(log_p: Tensor, amount: float, mask: Tensor | None = None) -> Tensor:
+    """Leak ``amount`` of the mass to the uniform distribution over allowed candidates.
+
+    ``p'(j|i) = (1 - a) p(j|i) + a / N_i`` where ``N_i`` counts the allowed candidates of row
+    ``i`` (all ``N`` columns without a mask). The mixing is done on probabilities, never on
+    log-probabilities.
+    """
+    if amount == 0.0:
+        return log_p
+    if mask is None:
+        uniform = torch.full_like(log_p, -math.log(log_p.shape[-1]))
+    else:
+        uniform = log_normalize(torch.zeros_like(log_p), mask)
+    return log_mix(log_p, uniform, amount)
+
+
+def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """Row-wise ``KL(p(.|i) || q(.|i)) = sum_j p_ij (log p_ij - log q_ij)``, shape ``(B,)``.
+
+    Terms with ``p_ij = 0`` contribute 0 whatever ``q_ij`` is (``0 log 0 = 0``).
+    """
+    absent = torch.isneginf(log_p)
+    log_ratio = log_p.masked_fill(absent, 0.0) - log_q.masked_fill(absent, 0.0)
+    return (log_p.exp() * log_ratio).sum(dim=-1)
+
+
+def mean_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """``1/n sum_i KL(p(.|i) || q(.|i))`` over the ``n`` rows where ``p`` has mass.
+
+    Rows of ``p`` that are entirely ``-inf`` (an anchor without any positive, e.g. a SupCon
+    anchor whose label is unique in the batch with self-pairs masked) are left out of the mean.
+    """
+    has_mass = ~torch.isneginf(log_p).all(dim=-1)
+    per_row = kl_rows(log_p, log_q)
+    if bool(has_mass.all()):
+        return per_row.mean()
+    return (per_row * has_mass).sum() / has_mass.sum().clamp_min(1)
+
+
+def temperature_schedule(temperature: float, beta: float, depth: int) -> list[float]:
+    """RKDO's in-step temperatures ``tau_t = tau0 * (1 - beta * t / K)`` for ``t = 0..K``."""
+    return [temperature * (1.0 - beta * t / depth) for t in range(depth + 1)]
+
+
+def recursive_kl(
+    log_teacher: Tensor,
+    log_students: list[Tensor],
+    alpha: float,
+    *,
+    detach_teacher: bool = False,
+) -> Tensor:
+    """RKDO's in-step recursion, as in the reference notebooks.
+
+    Given ``log p(0)`` and the students ``log q(0), ..., log q(K)``:
+
+        p(t) = (1 - alpha) p(t-1) + alpha q(t-1)           for t = 1..K
+        L    = sum_{t=1}^{K} 1/n sum_i KL(p(t)(.|i) || q(t)(.|i))
+
+    With ``detach_teacher`` the student enters the teacher without gradient (``q(t-1)`` is
+    treated as a constant target), otherwise gradients flow through ``p(t)`` as in the reference.
+    """
+    if len(log_students) < 2:
+        raise ValueError("recursive_kl needs the students q(0)..q(K) with K >= 1")
+    log_p = log_teacher
+    total = log_teacher.new_zeros(())
+    for t in range(1, len(log_students)):
+        previous = log_students[t - 1]
+        log_p = log_mix(log_p, previous.detach() if detach_teacher else previous, alpha)
+        total = total + mean_kl(log_p, log_students[t])
+    return total
+
+
+def entropy_rows(log_p: Tensor) -> Tensor:
+    """Shannon entropy in nats of each row, ``H_i = -sum_j p_ij log p_ij``."""
+    absent = torch.isneginf(log_p)
+    return -(log_p.exp() * log_p.masked_fill(absent, 0.0)).sum(dim=-1)
+
+
+def perplexity_rows(log_p: Tensor) -> Tensor:
+    """Perplexity ``exp(H_i)`` of each row (the effective number of neighbours)."""
+    return entropy_rows(log_p).exp()

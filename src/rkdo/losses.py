@@ -1,0 +1,194 @@
+"""I-Con and RKDO losses as ``nn.Module``s.
+
+I-Con (Alshammari et al., ICLR 2025), for a supervisory kernel ``p`` and a learned kernel ``q``:
+
+    L = 1/n sum_i KL(p(.|i) || q(.|i))
+
+RKDO makes the teacher recursive inside one step (the reference notebooks' form), depth ``K``:
+
+    p(0) = supervisory p,  q(t) = q at temperature tau_t = tau * (1 - beta t / K)
+    p(t) = (1 - alpha) p(t-1) + alpha q(t-1),          t = 1..K
+    L    = sum_{t=1}^{K} 1/n sum_i KL(p(t)(.|i) || q(t)(.|i))
+
+With the defaults (``p(0)`` = identity over the batch, cosine ``q``, ``alpha = 0.5``,
+``tau = 0.5``, ``beta = 0.1``, ``K = 3``, gradient through the teacher) this is exactly what the
+reference notebooks compute; ``detach_teacher=True`` stops the gradient through ``p(t)``.
+
+Both losses take one or two views, ``loss(z1, z2)`` or ``loss(z)`` (form ``single``), plus the
+per-sample facts their supervisory kernel needs (``labels=``, ``inputs=``, ``ids=``,
+``assignments=``). See :mod:`rkdo.neighbourhood` for the pair / symmetric / single forms and
+global negatives under ``torch.distributed``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from rkdo.functional import check_unit_interval, mean_kl, recursive_kl, temperature_schedule
+from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
+from rkdo.neighbourhood import FORMS, Neighbourhood, build_neighbourhood
+
+__all__ = ["IConLoss", "RKDOLoss"]
+
+
+def _supervisory(supervisory: Kernel | None, debias: float) -> Kernel:
+    debias = check_unit_interval("debias", debias, high_open=True)
+    kernel = Augmentation() if supervisory is None else supervisory
+    return kernel.leak(debias) if debias > 0.0 else kernel
+
+
+def _learned(learned: LearnedKernel | None, temperature: float | None) -> Kernel:
+    if learned is None:
+        return Cosine(0.5 if temperature is None else temperature)
+    if temperature is not None:
+        raise ValueError(
+            "give the temperature to the learned kernel (e.g. Cosine(temperature=...)), "
+            "not to the loss, when you pass learned=..."
+        )
+    return learned
+
+
+def _check_form(form: str) -> str:
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    return form
+
+
+class _NeighbourhoodLoss(nn.Module):
+    """Shared plumbing: arrange the views, then compare kernels."""
+
+    supervisory: Kernel
+    learned: Kernel
+    form: str
+    gather_distributed: bool
+
+    def neighbourhood(
+        self,
+        z1: Tensor,
+        z2: Tensor | None,
+        ids: Tensor | None,
+        labels: Tensor | None,
+        inputs: Tensor | None,
+        assignments: Tensor | None,
+    ) -> Neighbourhood:
+        return build_neighbourhood(
+            z1,
+            z2,
+            form=self.form,
+            ids=ids,
+            labels=labels,
+            inputs=inputs,
+            assignments=assignments,
+            gather_distributed=self.gather_distributed,
+        )
+
+    def forward(
+        self,
+        z1: Tensor,
+        z2: Tensor | None = None,
+        *,
+        ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        inputs: Tensor | None = None,
+        assignments: Tensor | None = None,
+    ) -> Tensor:
+        """The loss for embeddings ``z1`` (and ``z2``), a scalar tensor."""
+        nb = self.neighbourhood(z1, z2, ids, labels, inputs, assignments)
+        return self.compute(nb)
+
+    def compute(self, nb: Neighbourhood) -> Tensor:
+        raise NotImplementedError
+
+
+class IConLoss(_NeighbourhoodLoss):
+    """Static I-Con loss ``1/n sum_i KL(p(.|i) || q(.|i))``.
+
+    Args:
+        supervisory: target kernel ``p``; default :class:`~rkdo.kernels.Augmentation`
+            (``p(0) = I`` over the batch in the pair form).
+        learned: learned kernel ``q``; default :class:`~rkdo.kernels.Cosine` at ``temperature``.
+        temperature: temperature of the default cosine kernel (0.5).
+        debias: ``a`` in ``p <- (1 - a) p + a / N``, in [0, 1) (0.2, as the reference baseline).
+        form: ``"pair"`` (view 1 anchors vs view 2 candidates, the reference's), ``"symmetric"``
+            (NT-Xent's 2B x 2B with self-pairs masked) or ``"single"`` (one view, self masked).
+        gather_distributed: compare local anchors with the candidates of every rank.
+
+    The reference notebooks' I-Con baseline is ``IConLoss()``.
+    """
+
+    def __init__(
+        self,
+        supervisory: Kernel | None = None,
+        learned: LearnedKernel | None = None,
+        *,
+        temperature: float | None = None,
+        debias: float = 0.2,
+        form: str = "pair",
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        self.supervisory = _supervisory(supervisory, debias)
+        self.learned = _learned(learned, temperature)
+        self.form = _check_form(form)
+        self.gather_distributed = gather_distributed
+
+    def compute(self, nb: Neighbourhood) -> Tensor:
+        return mean_kl(self.supervisory.log_prob(nb), self.learned.log_prob(nb))
+
+
+class RKDOLoss(_NeighbourhoodLoss):
+    """RKDO's in-step recursive loss (see the module docstring for the formula).
+
+    Args:
+        alpha: teacher update rate in [0, 1]; ``alpha = 0`` keeps ``p`` fixed (K copies of the
+            I-Con term at the scheduled temperatures).
+        depth: number of recursion steps ``K >= 1``.
+        temperature: base temperature ``tau`` of the default cosine kernel (0.5).
+        beta: temperature decay in [0, 1): ``tau_t = tau (1 - beta t / K)``.
+        detach_teacher: stop the gradient through the teacher ``p(t)``.
+        supervisory, learned: any kernel pair; default augmentation pairs and cosine similarity.
+        debias: uniform leak of ``p(0)`` (0 in the reference's RKDO).
+        form, gather_distributed: as in :class:`IConLoss`.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        depth: int = 3,
+        temperature: float | None = None,
+        beta: float = 0.1,
+        detach_teacher: bool = False,
+        *,
+        supervisory: Kernel | None = None,
+        learned: LearnedKernel | None = None,
+        debias: float = 0.0,
+        form: str = "pair",
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        self.alpha = check_unit_interval("alpha", alpha)
+        if isinstance(depth, bool) or int(depth) != depth or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        self.depth = int(depth)
+        self.beta = check_unit_interval("beta", beta, high_open=True)
+        self.detach_teacher = bool(detach_teacher)
+        self.supervisory = _supervisory(supervisory, debias)
+        self.learned = _learned(learned, temperature)
+        self.form = _check_form(form)
+        self.gather_distributed = gather_distributed
+
+    def temperatures(self) -> list[float]:
+        """``tau_0 .. tau_K``: the temperature of ``q(t)`` at each recursion step."""
+        return temperature_schedule(self.learned.temperature, self.beta, self.depth)
+
+    def compute(self, nb: Neighbourhood) -> Tensor:
+        log_teacher = self.supervisory.log_prob(nb)
+        students = [self.learned.log_prob(nb, tau) for tau in self.temperatures()]
+        return recursive_kl(log_teacher, students, self.alpha, detach_teacher=self.detach_teacher)
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, depth={self.depth}, beta={self.beta}, "
+            f"detach_teacher={self.detach_teacher}, form={self.form!r}"
+        )
+
