@@ -24,7 +24,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rkdo.functional import check_unit_interval, mean_kl, recursive_kl, temperature_schedule
+from rkdo.functional import (
+    check_unit_interval,
+    log_mix,
+    mean_kl,
+    recursive_kl,
+    temperature_schedule,
+)
 from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
 from rkdo.neighbourhood import FORMS, Neighbourhood, build_neighbourhood
 
@@ -99,6 +105,10 @@ class _NeighbourhoodLoss(nn.Module):
     def compute(self, nb: Neighbourhood) -> Tensor:
         raise NotImplementedError
 
+    def teacher_log_prob(self, nb: Neighbourhood) -> Tensor:
+        """``log p`` of the target the student is finally compared with (for recording)."""
+        raise NotImplementedError
+
 
 class IConLoss(_NeighbourhoodLoss):
     """Static I-Con loss ``1/n sum_i KL(p(.|i) || q(.|i))``.
@@ -134,6 +144,9 @@ class IConLoss(_NeighbourhoodLoss):
 
     def compute(self, nb: Neighbourhood) -> Tensor:
         return mean_kl(self.supervisory.log_prob(nb), self.learned.log_prob(nb))
+
+    def teacher_log_prob(self, nb: Neighbourhood) -> Tensor:
+        return self.supervisory.log_prob(nb)
 
 
 class RKDOLoss(_NeighbourhoodLoss):
@@ -185,6 +198,13 @@ class RKDOLoss(_NeighbourhoodLoss):
         log_teacher = self.supervisory.log_prob(nb)
         students = [self.learned.log_prob(nb, tau) for tau in self.temperatures()]
         return recursive_kl(log_teacher, students, self.alpha, detach_teacher=self.detach_teacher)
+
+    def teacher_log_prob(self, nb: Neighbourhood) -> Tensor:
+        """``log p(K)``, the teacher after the K in-step mixing steps."""
+        log_p = self.supervisory.log_prob(nb)
+        for tau in self.temperatures()[:-1]:
+            log_p = log_mix(log_p, self.learned.log_prob(nb, tau), self.alpha)
+        return log_p
 
     def extra_repr(self) -> str:
         return (
