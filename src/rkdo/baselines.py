@@ -1,0 +1,34 @@
+"""Outside references: other libraries' losses behind the same call as ours.
+
+``lightly-ntxent`` is lightly's ``NTXentLoss`` (SimCLR's normalised-temperature cross-entropy,
+symmetric over the 2B views), so ``rkdo train`` and ``rkdo bench`` can put the library users
+already know beside I-Con and RKDO with the same encoder, augmentations and budget. Needs
+``pip install rkdo[baselines]``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["BASELINES", "LightlyNTXent"]
+
+BASELINES = ("lightly-ntxent",)
+
+
+class LightlyNTXent(nn.Module):
+    """lightly's ``NTXentLoss(temperature)``, called as ``loss(z1, z2)``."""
+
+    form = "symmetric"
+
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
+        super().__init__()
+        try:
+            from lightly.loss import NTXentLoss
+        except ImportError as error:
+            raise ValueError(
+                "method 'lightly-ntxent' needs lightly: pip install 'rkdo[baselines]'"
+            ) from error
+        self.loss = NTXentLoss(temperature=temperature, gather_distributed=gather_distributed)
+
+    def forward(self, z1: Tensor, z2: Tensor, **_: object) -> Tensor:
+        return self.loss(z1, z2)
