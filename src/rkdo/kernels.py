@@ -363,13 +363,21 @@ class Cluster(LearnedKernel):
         tau = self.temperature if temperature is None else _check_temperature(
             "temperature", temperature
         )
-        anchors, candidates = nb.anchors.float(), nb.candidates.float()
+        dtype = torch.promote_types(nb.anchors.dtype, torch.float32)
+        anchors, candidates = nb.anchors.to(dtype), nb.candidates.to(dtype)
         with torch.autocast(device_type=anchors.device.type, enabled=False):
-            f_anchor = self.responsibilities(anchors, tau).exp()
-            f_candidate = self.responsibilities(candidates, tau).exp()
-            reach = f_candidate / f_candidate.sum(dim=0, keepdim=True)
-            # a product of strictly positive softmaxes: the log is finite
-            return log_normalize(torch.log(f_anchor @ reach.T), nb.mask)
+            log_f_anchor = self.responsibilities(anchors, tau)
+            log_f_candidate = self.responsibilities(candidates, tau)
+            log_reach = log_f_candidate - torch.logsumexp(log_f_candidate, dim=0, keepdim=True)
+            # log q_ij = logsumexp_c(log f(c|i) + log reach(j|c)) as one matmul: shift each
+            # row's maximum out (exact, so no gradient needed through it) and multiply in
+            # float64, where the shifted terms (>= exp(-4/tau)) cannot underflow for
+            # tau > ~0.006; in float32 they underflow to log 0 already at tau = 0.02.
+            a, b = log_f_anchor.double(), log_reach.double()
+            shift_a = a.detach().amax(dim=-1, keepdim=True)
+            shift_b = b.detach().amax(dim=-1, keepdim=True)
+            log_q = torch.log((a - shift_a).exp() @ (b - shift_b).exp().T) + shift_a + shift_b.T
+            return log_normalize(log_q.to(dtype), nb.mask)
 
     def extra_repr(self) -> str:
         n_clusters, dim = self.prototypes.shape
