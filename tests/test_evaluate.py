@@ -352,14 +352,14 @@ def test_evaluate_full_runs_each_metric_on_the_right_split():
     train_x = ev.extract_features(model, data.train.images)
     test_x = ev.extract_features(model, data.test.images)
     ty, sy = data.train.labels, data.test.labels
-    assert got["linear_acc"] == ev.linear_probe(train_x, ty, test_x, sy, seed=1)
+    assert got["linear_probe"] == ev.linear_probe(train_x, ty, test_x, sy, seed=1)
     assert got["knn_acc_200"] == ev.knn_accuracy(train_x, ty, test_x, sy, k=200)
     assert got["knn_acc_20"] == ev.knn_accuracy(train_x, ty, test_x, sy, k=20)
     assert got["neighbourhood_acc_5"] == ev.neighbourhood_accuracy(test_x, sy, k=5)
     assert got["nmi"] == ev.kmeans_metrics(test_x, sy, seed=1)["nmi"]
     assert got["heldout_icon_loss"] == ev.heldout_icon_loss(model, data.test.images, float_views,
                                                             seed=1)
-    assert got["linear_acc"] > 0.8  # the class signal is easy
+    assert got["linear_probe"] > 0.8  # the class signal is easy
 
 
 def test_evaluate_protocol_choices_and_probe_subset():
@@ -396,7 +396,7 @@ def test_paper_protocol_equals_reference_notebook_evaluation():
     linear = LogisticRegression(max_iter=1000, random_state=42).fit(xa, ya).score(xb, yb)
     clusters = KMeans(n_clusters=3, random_state=42, n_init=1).fit_predict(feats)
     index = NearestNeighbors(n_neighbors=6).fit(feats).kneighbors(feats)[1][:, 1:]
-    assert got["paper_linear_acc"] == pytest.approx(linear)
+    assert got["paper_linear_probe"] == pytest.approx(linear)
     assert got["paper_nmi"] == pytest.approx(normalized_mutual_info_score(labels, clusters))
     assert got["paper_ari"] == pytest.approx(adjusted_rand_score(labels, clusters))
     assert got["paper_neighbourhood_acc_5"] == pytest.approx(
@@ -424,4 +424,4 @@ def test_evaluate_with_real_two_views_on_uint8_images():
     test_x = ev.extract_features(model, data.test.images, image_size=8)
     assert got["neighbourhood_acc_5"] == ev.neighbourhood_accuracy(test_x, data.test.labels)
     assert got["heldout_icon_loss"] == ev.heldout_icon_loss(model, data.test.images, augment)
-    assert got["linear_acc"] > 0.9
+    assert got["linear_probe"] > 0.9

@@ -51,7 +51,7 @@ __all__ = [
 
 PROTOCOLS = ("full", "paper", "both")
 FULL_METRICS = (
-    "linear_acc",
+    "linear_probe",
     "knn_acc_200",
     "knn_acc_20",
     "nmi",
@@ -60,7 +60,7 @@ FULL_METRICS = (
     "neighbourhood_acc_5",
     "heldout_icon_loss",
 )
-PAPER_METRICS = ("paper_linear_acc", "paper_nmi", "paper_ari", "paper_neighbourhood_acc_5")
+PAPER_METRICS = ("paper_linear_probe", "paper_nmi", "paper_ari", "paper_neighbourhood_acc_5")
 
 Augment = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
@@ -481,7 +481,7 @@ def paper_protocol(
     )
     clustering = kmeans_metrics(features, labels, seed=seed, n_init=1, normalize=False)
     return {
-        "paper_linear_acc": linear_probe(
+        "paper_linear_probe": linear_probe(
             fit_x, fit_y, score_x, score_y, max_iter=1000, seed=seed, standardize=False
         ),
         "paper_nmi": clustering["nmi"],
@@ -532,7 +532,7 @@ def _full_protocol(
     knn = knn_accuracies(train_x, train_labels, test_x, test_labels, ks=(200, 20))
     clustering = kmeans_metrics(test_x, test_labels, seed=seed)
     return {
-        "linear_acc": linear_probe(train_x, train_labels, test_x, test_labels, seed=seed),
+        "linear_probe": linear_probe(train_x, train_labels, test_x, test_labels, seed=seed),
         "knn_acc_200": knn[200],
         "knn_acc_20": knn[20],
         "nmi": clustering["nmi"],
