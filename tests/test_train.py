@@ -1,0 +1,207 @@
+"""The trainer: a real digits run, checkpoint, resume equivalence, refusals, NaN stop, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rkdo import train as train_module
+from rkdo.train import (
+    RunExistsError,
+    TrainConfig,
+    TrainingError,
+    load_run,
+    train,
+    validate,
+)
+
+FAST = TrainConfig(
+    dataset="digits", encoder="small-cnn", method="rkdo", epochs=2, steps_per_epoch=4,
+    batch_size=32, embedding_dim=16, hidden_dim=32, eval_protocol="none", log_every=1,
+    seed=3,
+)
+
+
+def _train_lines(run: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        line.pop("images_per_s", None)
+        line.pop("eval_seconds", None)
+    return lines
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_resume_gives_the_same_weights_and_metrics(tmp_path: Path) -> None:
+    config = replace(FAST, eval_protocol="full", probe_train_size=300)
+    straight = tmp_path / "straight"
+    result = train(config, straight, progress=False)
+    interrupted = tmp_path / "interrupted"
+    stopped = train(config, interrupted, progress=False, stop_after=5)
+    assert stopped == {"stopped_at": 5}
+    assert torch.load(interrupted / "checkpoint.pt", weights_only=True)["step"] == 5
+    resumed = train(None, interrupted, resume=True, progress=False)  # type: ignore[arg-type]
+
+    a, b = _weights(straight), _weights(interrupted)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _train_lines(straight) == _train_lines(interrupted)
+    for key in ("linear_probe", "knn_acc_20", "nmi", "heldout_icon_loss"):
+        assert resumed[key] == pytest.approx(result[key], abs=1e-9), key
+    # the run directory holds what the issue promises
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "eval.json"):
+        assert (straight / name).exists(), name
+    assert json.loads((straight / "config.json").read_text()) == json.loads(
+        json.dumps(config.__dict__))
+    evaluation = json.loads((straight / "eval.json").read_text())
+    assert 0.0 <= evaluation["linear_probe"] <= 1.0 and evaluation["step"] == 8
+
+
+def test_training_moves_the_weights_and_logs_every_step(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(FAST, run, progress=False)
+    lines = _train_lines(run)
+    steps = [line["step"] for line in lines if "loss" in line]
+    assert steps == list(range(1, 9))
+    epochs = [line for line in lines if line.get("kind") == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    losses = [line["loss"] for line in lines if "loss" in line and line["step"] <= 4]
+    assert epochs[0]["mean_loss"] == pytest.approx(np.mean(losses), rel=1e-6)
+    loaded = load_run(run)
+    torch.manual_seed(FAST.seed)
+    from rkdo.models import build_model
+
+    fresh = build_model("small-cnn", 1, 8, embedding_dim=16, hidden_dim=32)
+    moved = [not torch.equal(p, q) for p, q in zip(fresh.state_dict().values(),
+                                                     loaded.model.state_dict().values())]
+    assert any(moved)
+    assert loaded.step == 8
+
+
+def test_eval_epochs_are_logged_once(tmp_path: Path) -> None:
+    config = replace(FAST, eval_protocol="full", eval_epochs=[1], probe_train_size=200)
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    evals = [line for line in _train_lines(run) if line.get("kind") == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2]
+
+
+def test_an_existing_run_is_never_overwritten_by_accident(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(replace(FAST, epochs=1), run, progress=False)
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunExistsError, match="already holds this run.*--resume"):
+        train(replace(FAST, epochs=1), run, progress=False)
+    with pytest.raises(RunExistsError, match="differs in: alpha"):
+        train(replace(FAST, epochs=1, alpha=0.3), run, progress=False)
+    assert (run / "checkpoint.pt").read_bytes() == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunExistsError, match="not empty"):
+        train(FAST, other, progress=False)
+    train(replace(FAST, epochs=1, alpha=0.3), run, progress=False, overwrite=True)
+    assert json.loads((run / "config.json").read_text())["alpha"] == 0.3
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_build = train_module.build_loss
+
+    class PoisonAfter(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.form, self.calls = inner, inner.form, 0
+
+        def forward(self, *args, **kwargs):
+            self.calls += 1
+            value = self.inner(*args, **kwargs)
+            return value * float("nan") if self.calls >= 4 else value
+
+    monkeypatch.setattr(train_module, "build_loss",
+                        lambda *a, **k: PoisonAfter(real_build(*a, **k)))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4;.*checkpoint"):
+        train(replace(FAST, checkpoint_every=2), run, progress=False)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'; choose one of: digits"),
+        ({"encoder": "vit"}, "unknown encoder 'vit'; choose one of: resnet18"),
+        ({"method": "byol"}, "unknown method 'byol'; choose one of: simclr"),
+        ({"alpha": 1.5}, r"alpha must lie in \[0, 1\]"),
+        ({"temperature": 0.0}, "temperature must be a finite number > 0"),
+        ({"eval_epochs": [3]}, r"eval-epochs \[3\] must lie in \[1, epochs=2\]"),
+        ({"method": "tsne", "recursion": "temporal"}, "temporal recursion supports"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate(replace(FAST, **change))
+
+
+def test_batch_larger_than_the_dataset_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"batch size 5000 is larger than the digits training"):
+        train(replace(FAST, batch_size=5000), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_size_that_throws_away_the_image_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="image size 3 would throw away"):
+        train(replace(FAST, image_size=3), tmp_path / "run", progress=False)
+
+
+def test_record_field_writes_probe_fields(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(replace(FAST, record_field=6, record_every=2), run, progress=False)
+    fields = np.load(run / "fields.npz")
+    assert fields["steps"].tolist() == [0, 2, 4, 6, 8]
+    assert fields["teacher"].shape == fields["student"].shape == (5, 6, 6)
+    np.testing.assert_allclose(fields["teacher"].sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(fields["student"].sum(-1), 1.0, atol=1e-5)
+    # the in-step teacher mixes the identity with the student: not the identity any more
+    assert not np.allclose(fields["teacher"][0], np.eye(6))
+    assert fields["labels"].shape == (6,)
+
+
+@pytest.mark.parametrize("method", ["supcon", "tsne", "cluster"])
+def test_other_presets_train(tmp_path: Path, method: str) -> None:
+    config = replace(FAST, method=method, epochs=1, perplexity=5.0)
+    train(config, tmp_path / method, progress=False)
+    losses = [line["loss"] for line in _train_lines(tmp_path / method) if "loss" in line]
+    assert all(np.isfinite(losses)) and len(losses) == 4
+
+
+def test_torchrun_data_parallel_run(tmp_path: Path) -> None:
+    """Two real processes (gloo) train one run; only rank 0 writes."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(29500 + os.getpid() % 1000), "-m", "rkdo", "train",
+        "--out", str(run), "--dataset", "digits", "--epochs", "1", "--steps-per-epoch", "3",
+        "--batch-size", "32", "--embedding-dim", "16", "--hidden-dim", "32",
+        "--eval-protocol", "none", "--log-every", "1", "--no-progress",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "loss" in line] == [1, 2, 3]  # written once
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3
+    assert not any(key.startswith("module.") for key in state["model"])
