@@ -1,0 +1,180 @@
+"""A small, deterministic simulation of RKDO's recursion over time, for pictures and intuition.
+
+``N`` points ``z_i`` in ``D`` dimensions (drawn around a few cluster centres) are the embeddings
+of ``N`` samples. At frame ``t`` the student is the cosine kernel on the current points and the
+teacher is the temporal recursion of the student field:
+
+    q(t)(j|i) = softmax_j( cos(z_i, z_j) / tau )
+    p(0)      = (1 - a) I + a / N                   (augmentation pairs, debiased by a)
+    p(t+1)    = (1 - alpha) p(t) + alpha q(t)
+
+Between frames the points take ``steps_per_frame`` SGD steps (learning rate ``lr``) on the
+two-view I-Con loss against the current teacher,
+
+    L = 1/N sum_i KL( p(t)(.|i) || softmax_j( cos(v1_i, v2_j) / tau ) ),   v = z + jitter * eps,
+
+where ``v1, v2`` are two Gaussian "augmentations" of the points. The teacher is a constant
+target within a frame (no gradient flows into it). Everything is drawn from one
+``torch.Generator`` seeded with ``seed``, so a seed gives the same frames bit for bit.
+
+The kernels and the KL come from the core (:mod:`rkdo.kernels`, :mod:`rkdo.functional`); the
+result holds the fields in the same layout as a training run's ``fields.npz``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rkdo.functional import check_unit_interval, kl_rows, log_mix
+from rkdo.kernels import Augmentation, Cosine
+from rkdo.neighbourhood import build_neighbourhood
+
+__all__ = ["Simulation", "simulate"]
+
+
+@dataclass
+class Simulation:
+    """Frames of a simulated RKDO run.
+
+    Attributes:
+        steps: ``(F,)`` optimisation step at which each frame was recorded.
+        teacher: ``(F, N, N)`` row-stochastic teacher field ``p(t)(j|i)``.
+        student: ``(F, N, N)`` row-stochastic student field ``q(t)(j|i)``.
+        positions: ``(F, N, D)`` the points ``z_i`` at each frame.
+        labels: ``(N,)`` the cluster each point was drawn around.
+        loss: ``(F,)`` ``1/N sum_i KL(p(t)(.|i) || q(t)(.|i))`` at each frame.
+        config: the arguments of :func:`simulate`.
+    """
+
+    steps: np.ndarray
+    teacher: np.ndarray
+    student: np.ndarray
+    positions: np.ndarray
+    labels: np.ndarray
+    loss: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def save_fields(self, path: str | Path) -> Path:
+        """Write ``steps``, ``teacher``, ``student``, ``labels`` as a training run's fields.npz."""
+        path = Path(path)
+        np.savez_compressed(
+            path,
+            steps=self.steps.astype(np.int64),
+            teacher=self.teacher.astype(np.float32),
+            student=self.student.astype(np.float32),
+            labels=self.labels.astype(np.int64),
+        )
+        return path
+
+
+def _check_int(name: str, value: int, low: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    value = float(value)
+    ok = value >= 0.0 if allow_zero else value > 0.0
+    if not (ok and math.isfinite(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return value
+
+
+def simulate(
+    n_points: int = 12,
+    dim: int = 3,
+    *,
+    clusters: int = 3,
+    spread: float = 0.6,
+    jitter: float = 0.2,
+    temperature: float = 0.2,
+    alpha: float = 0.05,
+    lr: float = 1.0,
+    frames: int = 50,
+    steps_per_frame: int = 1,
+    debias: float = 0.2,
+    seed: int = 0,
+) -> Simulation:
+    """Run the simulation described in the module docstring.
+
+    Args:
+        n_points: number of points ``N >= 2``.
+        dim: their dimension ``D >= 2``.
+        clusters: number of cluster centres the points are drawn around (``1..N``); point ``i``
+            belongs to cluster ``i * clusters // N``, so clusters are contiguous index ranges.
+        spread: standard deviation of the points around their centre (centres are unit vectors).
+        jitter: standard deviation of the Gaussian augmentation of each view (0: identical views).
+        temperature: ``tau`` of the cosine kernel.
+        alpha: teacher update rate per frame, in [0, 1].
+        lr: SGD learning rate on the points.
+        frames: number of frames ``F >= 1``.
+        steps_per_frame: SGD steps between two frames (0: the points never move).
+        debias: uniform leak ``a`` of the initial teacher, in [0, 1).
+        seed: seed of the generator; the same seed gives the same frames.
+    """
+    n_points = _check_int("n_points", n_points, 2)
+    dim = _check_int("dim", dim, 2)
+    clusters = _check_int("clusters", clusters, 1)
+    if clusters > n_points:
+        raise ValueError(f"clusters must lie in [1, n_points={n_points}], got {clusters}")
+    frames = _check_int("frames", frames, 1)
+    steps_per_frame = _check_int("steps_per_frame", steps_per_frame, 0)
+    spread = _check_positive("spread", spread, allow_zero=True)
+    jitter = _check_positive("jitter", jitter, allow_zero=True)
+    lr = _check_positive("lr", lr, allow_zero=True)
+    alpha = check_unit_interval("alpha", alpha)
+    debias = check_unit_interval("debias", debias, high_open=True)
+    config = dict(n_points=n_points, dim=dim, clusters=clusters, spread=spread, jitter=jitter,
+                  temperature=temperature, alpha=alpha, lr=lr, frames=frames,
+                  steps_per_frame=steps_per_frame, debias=debias, seed=int(seed))
+
+    dtype = torch.float64
+    generator = torch.Generator().manual_seed(int(seed))
+    student_kernel = Cosine(temperature)
+    centres = torch.nn.functional.normalize(
+        torch.randn(clusters, dim, generator=generator, dtype=dtype), dim=-1
+    )
+    labels = torch.arange(n_points) * clusters // n_points
+    points = centres[labels] + spread * torch.randn(n_points, dim, generator=generator,
+                                                    dtype=dtype)
+    points.requires_grad_(True)
+
+    start = build_neighbourhood(points.detach(), points.detach(), form="pair")
+    log_teacher = Augmentation().leak(debias).log_prob(start)
+
+    teachers, students, positions, losses = [], [], [], []
+    for _ in range(frames):
+        with torch.no_grad():
+            clean = points.detach()
+            log_student = student_kernel.log_prob(build_neighbourhood(clean, clean, form="pair"))
+        teachers.append(log_teacher.exp())
+        students.append(log_student.exp())
+        positions.append(clean.clone())
+        losses.append(kl_rows(log_teacher, log_student).mean())
+        for _ in range(steps_per_frame):
+            view1 = points + jitter * torch.randn(points.shape, generator=generator, dtype=dtype)
+            view2 = points + jitter * torch.randn(points.shape, generator=generator, dtype=dtype)
+            log_q = student_kernel.log_prob(build_neighbourhood(view1, view2, form="pair"))
+            loss = kl_rows(log_teacher, log_q).mean()
+            (gradient,) = torch.autograd.grad(loss, points)
+            with torch.no_grad():  # plain SGD (torch.optim would import torch._dynamo: seconds)
+                points -= lr * gradient
+        log_teacher = log_mix(log_teacher, log_student, alpha)
+
+    return Simulation(
+        steps=np.arange(frames, dtype=np.int64) * steps_per_frame,
+        teacher=torch.stack(teachers).numpy(),
+        student=torch.stack(students).numpy(),
+        positions=torch.stack(positions).numpy(),
+        labels=labels.numpy().astype(np.int64),
+        loss=torch.stack(losses).numpy(),
+        config=config,
+    )
