@@ -205,3 +205,26 @@ def test_torchrun_data_parallel_run(tmp_path: Path) -> None:
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3
     assert not any(key.startswith("module.") for key in state["model"])
+
+
+def test_temporal_recursion_resumes_with_its_teacher_field(tmp_path: Path) -> None:
+    config = replace(FAST, method="icon", recursion="temporal", alpha_schedule="cosine",
+                     alpha=0.6, record_field=5, record_every=4)
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train(config, straight, progress=False)
+    train(config, interrupted, progress=False, stop_after=3)
+    train(None, interrupted, resume=True, progress=False)  # type: ignore[arg-type]
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(interrupted / "checkpoint.pt", weights_only=True)
+    assert a["loss"].keys() == b["loss"].keys() and len(a["loss"]) > 0
+    for key in a["loss"]:
+        assert torch.equal(a["loss"][key], b["loss"][key]), key
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    # the field moved away from the static target for the samples it has seen:
+    # 8 steps of 32 samples, each seen sample keeps (1 - alpha_t) of its static weight
+    weight = a["loss"]["static_weight"]
+    assert 0 < int((weight < 1).sum()) <= 8 * 32 and float(weight.min()) < 0.5
+    fields = np.load(straight / "fields.npz")
+    assert fields["teacher"].shape == (3, 5, 5)
+    np.testing.assert_allclose(fields["teacher"].sum(-1), 1.0, atol=1e-5)

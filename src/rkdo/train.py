@@ -366,15 +366,24 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 class _Recorder:
-    """Teacher p and student q over a fixed probe set, every ``record_every`` steps."""
+    """Teacher p and student q over a fixed probe set, every ``record_every`` steps.
 
-    def __init__(self, setup: _Setup, size: int, seed: int, device: torch.device) -> None:
-        test = setup.data.test
-        size = min(size, len(test))
-        self.images = test.images[:size].to(device)
-        self.labels = test.labels[:size]
+    The probe set is the first ``size`` test images, seen through one fixed pair of views so
+    that only the model changes between frames. With temporal recursion the teacher is the
+    field itself, which exists only for training samples: the probe set is then the first
+    ``size`` training images and the teacher their field rows restricted to the probe set.
+    """
+
+    def __init__(self, setup: _Setup, size: int, seed: int, device: torch.device,
+                 temporal: bool) -> None:
+        split = setup.data.train if temporal else setup.data.test
+        size = min(size, len(split))
+        self.index = torch.arange(size, device=device)
+        self.images = split.images[:size].to(device)
+        self.labels = split.labels[:size]
         generator = torch.Generator().manual_seed(seed + 12345)
         self.views = setup.augment(self.images.cpu(), generator)
+        self.temporal = temporal
         self.steps: list[int] = []
         self.teacher: list[Tensor] = []
         self.student: list[Tensor] = []
@@ -387,13 +396,17 @@ class _Recorder:
         model.eval()
         z1, z2 = (model(v.to(device)) for v in self.views)
         model.train(was_training)
-        static = getattr(loss, "in_step", None) or loss
-        if not hasattr(static, "learned"):  # temporal loss without in-step recursion
-            static = methods.get("simclr")
         nb = build_neighbourhood(z1, z2, form="pair", labels=self.labels.to(device))
+        if self.temporal:
+            rows = loss.rows(self.index)[:, self.index].float()
+            teacher = rows / rows.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+            student = loss.learned.log_prob(nb, loss.temperature_at(step)).exp()
+        else:
+            teacher = loss.teacher_log_prob(nb).exp()
+            student = loss.learned.log_prob(nb).exp()
         self.steps.append(step)
-        self.teacher.append(static.teacher_log_prob(nb).exp().float().cpu())
-        self.student.append(static.learned.log_prob(nb).exp().float().cpu())
+        self.teacher.append(teacher.float().cpu())
+        self.student.append(student.float().cpu())
 
     def save(self, path: Path) -> None:
         import numpy as np
@@ -493,7 +506,10 @@ def train(
         model = nn.parallel.DistributedDataParallel(model)
     raw_model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
-    recorder = (_Recorder(setup, config.record_field, config.seed, device)
+    temporal = config.resolved_recursion().startswith("temporal")
+    if config.record_field and config.method not in methods.METHODS:
+        raise ValueError(f"--record-field needs one of rkdo's own methods, not {config.method!r}")
+    recorder = (_Recorder(setup, config.record_field, config.seed, device, temporal)
                 if config.record_field and is_writer and not resume else None)
     writer = None
     if config.tensorboard and is_writer:
@@ -547,7 +563,6 @@ def train(
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
                 if config.precision == "bf16" else contextlib.nullcontext())
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    temporal = config.resolved_recursion().startswith("temporal")
 
     bar = None
     if progress and is_writer:
