@@ -253,6 +253,13 @@ def test_cifar100_pickle_files(tmp_path, skip_md5):
     assert torch.equal(splits.test.images.reshape(2, -1), torch.from_numpy(test_rows))
 
 
+def test_unreadable_cifar_batch_is_a_data_error(tmp_path, skip_md5):
+    fake_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="unreadable.*--download"):
+        load("cifar10", root=tmp_path)
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10"])
 def test_missing_torchvision_data_names_root_and_flag(tmp_path, name):
     with pytest.raises(DataError) as info:

@@ -318,10 +318,11 @@ class TwoViews(nn.Module):
 
         Brightness, contrast and saturation are one blend
         ``clamp(a x + g gray(x) + m mean(gray(x)))`` whose per-sample coefficients select the
-        operation (``a = 1, g = m = 0`` is the identity). The order becomes three blend stages
-        for the operations before the hue shift, the hue shift, and three blend stages for the
-        operations after it (each image uses as many as its order needs), so the costly hue shift
-        runs once. Per-sample choices are float masks, not ``torch.where``, which is slow on CPU.
+        operation (``a = 1, g = m = 0`` is the identity). For RGB the order becomes three blend
+        stages for the operations before the hue shift, the hue shift, and three blend stages for
+        the operations after it (each image uses as many as its order needs), so the costly hue
+        shift runs once; one channel needs only the three blend stages. Per-sample choices are
+        float masks, not ``torch.where``, which is slow on CPU.
         """
         batch = x.shape[0]
         rgb = self.channels == 3
@@ -330,16 +331,20 @@ class TwoViews(nn.Module):
         is_hue = params.order == HUE
         hue_position = is_hue.to(torch.int64).argmax(dim=1, keepdim=True)
         blends = params.order.masked_select(~is_hue).view(batch, 3)
-        slot = torch.arange(3, device=x.device).expand(batch, -1)
-        ops = torch.cat((blends, blends), dim=1)  # stages 0-2 before the hue, 3-5 after it
-        active = torch.cat((slot < hue_position, slot >= hue_position), dim=1) & jitter[:, None]
-        if not rgb:  # saturation does nothing to one channel
-            active = active & (ops != SATURATION)
+        if rgb:  # stages 0-2 before the hue shift, 3-5 after it
+            slot = torch.arange(3, device=x.device).expand(batch, -1)
+            ops = torch.cat((blends, blends), dim=1)
+            active = torch.cat((slot < hue_position, slot >= hue_position), dim=1)
+        else:  # no hue shift and no saturation on one channel: three stages suffice
+            ops = blends
+            active = ops != SATURATION
+        active = active & jitter[:, None]
+        stages = ops.shape[1]
         f = torch.where(active, params.factors.gather(1, ops), 1.0)
-        scale = f.view(batch, 6, 1, 1, 1)
-        to_gray = ((ops == SATURATION) * (1.0 - f)).view(batch, 6, 1, 1, 1)
+        scale = f.view(batch, stages, 1, 1, 1)
+        to_gray = ((ops == SATURATION) * (1.0 - f)).view(batch, stages, 1, 1, 1)
         to_mean = (ops == CONTRAST) * (1.0 - f)
-        for stage in range(6):
+        for stage in range(stages):
             luma = _gray(x) if rgb else x
             offset = (to_mean[:, stage] * luma.mean(dim=(1, 2, 3))).view(batch, 1, 1, 1)
             x = x.mul_(scale[:, stage]).add_(offset)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +303,12 @@ def _open_torchvision(dataset: str, cls, root: Path, download: bool, make: Calla
             f"{dataset} not found or corrupted (files missing or a checksum failed) in "
             f"{root / cls.base_folder}. Pass --download to fetch it into {root}, or --data-root "
             f"DIR for a folder that holds {cls.base_folder}/."
+        ) from err
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, KeyError) as err:
+        raise DataError(
+            f"{dataset} files in {root / cls.base_folder} are unreadable "
+            f"({type(err).__name__}: {err}); delete them and pass --download, or point "
+            "--data-root at a good copy."
         ) from err
 
 
