@@ -309,3 +309,58 @@ def test_check_unit_interval(value: float, kwargs: dict, ok: bool) -> None:
     else:
         with pytest.raises(ValueError, match="alpha"):
             fn.check_unit_interval("alpha", value, **kwargs)
+
+
+def _masked_case(seed: int, rows: int = 6, cols: int = 7, depth: int = 3):
+    """Students that are -inf outside a mask, a teacher with one empty row and zeros inside."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((rows, cols)) > 0.3
+    mask[:, 0] = True
+    teacher = np.where(mask & (rng.random((rows, cols)) > 0.5), rng.random((rows, cols)), 0.0)
+    teacher[:, 0] += 0.5
+    teacher[2] = 0.0  # an anchor without any target
+    teacher /= np.maximum(teacher.sum(1, keepdims=True), 1e-300)
+    scores = rng.normal(size=(depth + 1, rows, cols)) * 3
+    students = np.where(mask, np.exp(scores), 0.0)
+    students /= students.sum(2, keepdims=True)
+    return mask, teacher, students
+
+
+def _recursive_loop_rows_with_mass(p0: np.ndarray, qs: np.ndarray, alpha: float) -> float:
+    p, total = p0.copy(), 0.0
+    for t in range(1, len(qs)):
+        p = (1 - alpha) * p + alpha * qs[t - 1]
+        has_mass = p.sum(1) > 0
+        total += _kl_loop(p[has_mass], qs[t][has_mass]).mean()
+    return total
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_recursive_kl_masked_students_and_empty_teacher_rows(alpha: float, dtype) -> None:
+    mask, teacher, students = _masked_case(50)
+    with np.errstate(divide="ignore"):
+        log_teacher = torch.tensor(np.log(teacher), dtype=dtype)
+        log_students = torch.tensor(np.log(students), dtype=dtype, requires_grad=True)
+    got = fn.recursive_kl(log_teacher, list(log_students), alpha)
+    expected = _recursive_loop_rows_with_mass(teacher, students, alpha)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert got.item() == pytest.approx(expected, rel=tol)
+    got.backward()
+    assert torch.isfinite(log_students.grad).all()
+    assert (log_students.grad[:, ~torch.tensor(mask)] == 0).all()
+
+
+def test_recursive_kl_finite_gradients_at_extreme_logits_float32() -> None:
+    """Students at temperature ~0.02 (log-probabilities down to about -100) with masked
+    self-pairs: value and gradient finite in both gradient modes."""
+    torch.manual_seed(51)
+    z = torch.nn.functional.normalize(torch.randn(16, 8), dim=1).requires_grad_()
+    mask = ~torch.eye(16, dtype=torch.bool)
+    students = [fn.log_normalize(z @ z.T / tau, mask) for tau in (0.02, 0.019, 0.018)]
+    positives = torch.roll(torch.eye(16, dtype=torch.bool), 1, 1)
+    teacher = fn.log_normalize(torch.zeros(16, 16), positives)
+    for detach in (False, True):
+        value = fn.recursive_kl(teacher, students, 0.5, detach_teacher=detach)
+        (grad,) = torch.autograd.grad(value, z, retain_graph=True)
+        assert torch.isfinite(value) and torch.isfinite(grad).all()

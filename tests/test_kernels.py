@@ -433,3 +433,20 @@ def test_masked_entries_give_no_nan_gradient(form: str) -> None:
         assert torch.isfinite(z1.grad).all()
         if form == "symmetric":
             assert torch.isfinite(z2.grad).all()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: K.Cosine(0.5), lambda: K.StudentT(2.0, 0.7), lambda: K.Cosine(0.5).leak(0.2),
+     lambda: K.Cluster(3, 3, 0.5).double()],
+)
+def test_log_probs_shares_scores_and_equals_log_prob_per_temperature(make) -> None:
+    torch.manual_seed(19)
+    kernel = make()
+    z1, z2 = _views(5, 3, 19)
+    nb = _nb(z1, z2, "symmetric")
+    taus = [0.5, 0.45, 0.3]
+    for got, tau in zip(kernel.log_probs(nb, taus), taus, strict=True):
+        torch.testing.assert_close(got, kernel.log_prob(nb, tau), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="temperature"):
+        kernel.log_probs(nb, [0.5, -1.0])

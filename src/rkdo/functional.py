@@ -117,10 +117,9 @@ def mean_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     anchor whose label is unique in the batch with self-pairs masked) are left out of the mean.
     """
     has_mass = ~torch.isneginf(log_p).all(dim=-1)
-    per_row = kl_rows(log_p, log_q)
-    if bool(has_mass.all()):
-        return per_row.mean()
-    return (per_row * has_mass).sum() / has_mass.sum().clamp_min(1)
+    # a row without mass has KL 0, so summing all rows and dividing by the count is the mean
+    # over rows with mass, without asking the device whether there are any (no host sync)
+    return kl_rows(log_p, log_q).sum() / has_mass.sum().clamp_min(1)
 
 
 def temperature_schedule(temperature: float, beta: float, depth: int) -> list[float]:
@@ -144,16 +143,41 @@ def recursive_kl(
 
     With ``detach_teacher`` the student enters the teacher without gradient (``q(t-1)`` is
     treated as a constant target), otherwise gradients flow through ``p(t)`` as in the reference.
+
+    Each term is :func:`mean_kl` of the mixture :func:`log_mix` builds, computed with fewer
+    passes over the ``(B, N)`` matrices: each student's ``-inf`` entries (masked candidates) are
+    replaced once, up front, by the dtype's most negative finite number. Its ``exp`` is exactly 0,
+    so mixtures and KL terms are unchanged; since every student is then finite, ``p(t)`` is finite
+    for ``t >= 1`` and ``-inf - -inf`` cannot occur, so the mixing and the KL need no
+    per-operation guards (``clamp_min`` gives the replaced entries no gradient). The teacher
+    keeps its ``-inf`` (``exp(-inf)`` is far cheaper than ``exp`` of a huge negative number)
+    unless ``alpha = 0`` puts it in the KL itself.
     """
     if len(log_students) < 2:
         raise ValueError("recursive_kl needs the students q(0)..q(K) with K >= 1")
-    log_p = log_teacher
+    alpha = check_unit_interval("alpha", alpha)
+    log_p = _finite_log(log_teacher) if alpha == 0.0 else log_teacher
+    # a probability that is 0 stays at the floor under mixing (logaddexp of two floors rounds to
+    # the floor); anything with mass is > floor / 2 by hundreds of orders of magnitude
+    threshold = torch.finfo(log_students[0].dtype).min / 2
+    keep, take = math.log1p(-alpha) if alpha < 1 else 0.0, math.log(alpha) if alpha > 0 else 0.0
+    students = [_finite_log(s) for s in log_students]
     total = log_teacher.new_zeros(())
-    for t in range(1, len(log_students)):
-        previous = log_students[t - 1]
-        log_p = log_mix(log_p, previous.detach() if detach_teacher else previous, alpha)
-        total = total + mean_kl(log_p, log_students[t])
+    for t in range(1, len(students)):
+        previous = students[t - 1].detach() if detach_teacher else students[t - 1]
+        if alpha == 1.0:
+            log_p = previous
+        elif alpha > 0.0:
+            log_p = torch.logaddexp(log_p + keep, previous + take)
+        per_row = (log_p.exp() * (log_p - students[t])).sum(dim=-1)
+        rows = (log_p.detach().amax(dim=-1) > threshold).sum().clamp_min(1)
+        total = total + per_row.sum() / rows
     return total
+
+
+def _finite_log(log_p: Tensor) -> Tensor:
+    """``log_p`` with ``-inf`` replaced by the most negative finite number of its dtype."""
+    return log_p.clamp_min(torch.finfo(log_p.dtype).min)
 
 
 def entropy_rows(log_p: Tensor) -> Tensor:

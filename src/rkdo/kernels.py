@@ -27,6 +27,7 @@ Learned kernels (differentiable in the embeddings, with a temperature ``tau``):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +73,11 @@ class Kernel(nn.Module):
         """``(B, N)`` row-stochastic probabilities, ``exp(log_prob(nb))``."""
         return self.log_prob(nb, *args, **kwargs).exp()
 
+    def log_probs(self, nb: Neighbourhood, temperatures: Sequence[float]) -> list[Tensor]:
+        """``log_prob(nb, tau)`` for each ``tau`` (RKDO's schedule); learned kernels override
+        this to compute their similarities once for all temperatures."""
+        return [self.log_prob(nb, tau) for tau in temperatures]
+
     def leak(self, amount: float) -> Debiased:
         """The debiased kernel ``(1 - amount) * self + amount * uniform``."""
         return Debiased(self, amount)
@@ -95,16 +101,18 @@ class LearnedKernel(Kernel):
         raise NotImplementedError
 
     def log_prob(self, nb: Neighbourhood, temperature: float | None = None) -> Tensor:
-        tau = self.temperature if temperature is None else _check_temperature(
-            "temperature", temperature
-        )
+        return self.log_probs(nb, [self.temperature if temperature is None else temperature])[0]
+
+    def log_probs(self, nb: Neighbourhood, temperatures: Sequence[float]) -> list[Tensor]:
+        taus = [_check_temperature("temperature", tau) for tau in temperatures]
         anchors, candidates = nb.anchors, nb.candidates
         if anchors.dtype in (torch.float16, torch.bfloat16):
             anchors, candidates = anchors.float(), candidates.float()
         # Similarities are computed in full precision even under autocast: at tau = 0.02 a
         # bfloat16 cosine (8 bits of mantissa) would move logits by ~0.4.
         with torch.autocast(device_type=anchors.device.type, enabled=False):
-            return log_normalize(self.scores(anchors, candidates) / tau, nb.mask)
+            scores = self.scores(anchors, candidates)
+            return [log_normalize(scores / tau, nb.mask) for tau in taus]
 
 
 class Debiased(Kernel):
@@ -124,6 +132,10 @@ class Debiased(Kernel):
 
     def log_prob(self, nb: Neighbourhood, *args, **kwargs) -> Tensor:
         return log_debias(self.base.log_prob(nb, *args, **kwargs), self.amount, nb.mask)
+
+    def log_probs(self, nb: Neighbourhood, temperatures: Sequence[float]) -> list[Tensor]:
+        return [log_debias(log_p, self.amount, nb.mask)
+                for log_p in self.base.log_probs(nb, temperatures)]
 
     def extra_repr(self) -> str:
         return f"amount={self.amount}"
@@ -358,6 +370,10 @@ class Cluster(LearnedKernel):
         tau = self.temperature if temperature is None else temperature
         logits = F.normalize(z, dim=-1) @ F.normalize(self.prototypes.to(z.dtype), dim=-1).T
         return torch.log_softmax(logits / tau, dim=-1)
+
+    def log_probs(self, nb: Neighbourhood, temperatures: Sequence[float]) -> list[Tensor]:
+        # the temperature acts inside the responsibilities: nothing to share between them
+        return [self.log_prob(nb, tau) for tau in temperatures]
 
     def log_prob(self, nb: Neighbourhood, temperature: float | None = None) -> Tensor:
         tau = self.temperature if temperature is None else _check_temperature(

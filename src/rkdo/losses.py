@@ -196,7 +196,7 @@ class RKDOLoss(_NeighbourhoodLoss):
 
     def compute(self, nb: Neighbourhood) -> Tensor:
         log_teacher = self.supervisory.log_prob(nb)
-        students = [self.learned.log_prob(nb, tau) for tau in self.temperatures()]
+        students = self.learned.log_probs(nb, self.temperatures())
         return recursive_kl(log_teacher, students, self.alpha, detach_teacher=self.detach_teacher)
 
     def teacher_log_prob(self, nb: Neighbourhood) -> Tensor:

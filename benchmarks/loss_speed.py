@@ -1,0 +1,195 @@
+"""Loss speed: forward + backward time of the I-Con and RKDO losses on CPU.
+
+Times ``loss(z1, z2).backward()`` on random ``(B, d)`` float32 embeddings for
+
+- ``rkdo.IConLoss()`` (pair form, the reference baseline) and ``IConLoss(form="symmetric",
+  debias=0)`` (the same 2B x 2B computation as NT-Xent),
+- ``rkdo.RKDOLoss(depth=1)`` and ``RKDOLoss(depth=3)`` (the reference method),
+- the reference notebooks' I-Con and RKDO as MISSION.md describes them (softmax, then ``log``,
+  ``F.kl_div(..., reduction="batchmean")``, teacher mixed in probability space),
+- lightly's ``NTXentLoss`` (if ``lightly`` is installed) as an outside reference.
+
+Every implementation L2-normalises its inputs inside the timed call (the notebooks' head does it
+in the model, rkdo's cosine kernel and lightly in the loss). Prints markdown tables: median time
+per call in milliseconds and the ratios the issue asks about.
+
+Two clocks per call: wall time (``time.perf_counter``) and the process's CPU time
+(``time.process_time``). On a machine shared with other jobs the wall time includes waiting for a
+core; with one thread the CPU time does not, so the ratios are computed from CPU time unless
+``--clock wall`` is given.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/loss_speed.py --threads 1
+
+``OMP_WAIT_POLICY`` is set to ``PASSIVE`` here unless already set: on a shared machine spinning
+OpenMP workers distort timings (MISSION.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from rkdo import IConLoss, RKDOLoss  # noqa: E402
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def notebook_icon(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5,
+                  debias: float = 0.2) -> torch.Tensor:
+    """The reference notebooks' I-Con baseline, written the way they write it."""
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    batch = z1.shape[0]
+    sim = torch.mm(z1, z2.t())
+    q = F.softmax(sim / tau, dim=1)
+    p = torch.eye(batch, dtype=z1.dtype, device=z1.device) * (1 - debias) + debias / batch
+    return F.kl_div(torch.log(q), p, reduction="batchmean")
+
+
+def notebook_rkdo(z1: torch.Tensor, z2: torch.Tensor, depth: int = 3, alpha: float = 0.5,
+                  tau: float = 0.5, beta: float = 0.1) -> torch.Tensor:
+    """The reference notebooks' in-step RKDO: probabilities mixed, gradient through the teacher."""
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    sim = torch.mm(z1, z2.t())
+    p = torch.eye(z1.shape[0], dtype=z1.dtype, device=z1.device)
+    q = F.softmax(sim / tau, dim=1)
+    loss = 0.0
+    for t in range(1, depth + 1):
+        p = (1 - alpha) * p + alpha * q
+        q = F.softmax(sim / (tau * (1 - beta * t / depth)), dim=1)
+        loss = loss + F.kl_div(torch.log(q), p, reduction="batchmean")
+    return loss
+
+
+def implementations() -> tuple[dict[str, LossFn], str]:
+    """Name -> loss callable, and a note on lightly's availability."""
+    impls: dict[str, LossFn] = {
+        "rkdo I-Con (pair)": IConLoss(),
+        "rkdo I-Con symmetric, debias 0 (= NT-Xent)": IConLoss(form="symmetric", debias=0.0),
+        "rkdo RKDO depth 1": RKDOLoss(depth=1),
+        "rkdo RKDO depth 3": RKDOLoss(depth=3),
+        "notebook I-Con": notebook_icon,
+        "notebook RKDO depth 1": lambda a, b: notebook_rkdo(a, b, depth=1),
+        "notebook RKDO depth 3": notebook_rkdo,
+    }
+    try:
+        import lightly
+        from lightly.loss import NTXentLoss
+    except ImportError as error:
+        return impls, f"lightly not importable ({error}); its column is left out"
+    impls["lightly NTXentLoss (2B x 2B)"] = NTXentLoss(temperature=0.5)
+    return impls, f"lightly {lightly.__version__}"
+
+
+def time_call(loss_fn: LossFn, batch: int, dim: int, min_run_time: float,
+              min_calls: int = 5) -> tuple[float, float, int]:
+    """Median wall and CPU seconds of one forward + backward of ``loss_fn`` on random float32
+    embeddings, and the number of timed calls (after one warm-up call)."""
+    g = torch.Generator().manual_seed(batch)
+    z1 = torch.randn(batch, dim, generator=g).requires_grad_()
+    z2 = torch.randn(batch, dim, generator=g).requires_grad_()
+
+    def step() -> None:
+        z1.grad = z2.grad = None
+        loss_fn(z1, z2).backward()
+
+    step()  # warm-up (first-call allocations)
+    walls: list[float] = []
+    cpus: list[float] = []
+    start = time.perf_counter()
+    while len(walls) < min_calls or (time.perf_counter() - start < min_run_time
+                                     and len(walls) < 10_000):
+        wall, cpu = time.perf_counter(), time.process_time()
+        step()
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return statistics.median(walls), statistics.median(cpus), len(walls)
+
+
+def check_values(impls: dict[str, LossFn], dim: int) -> str:
+    """rkdo's losses must give the notebooks' numbers (float64, B = 64)."""
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = (torch.randn(64, dim, generator=g, dtype=torch.float64) for _ in range(2))
+    pairs = [("rkdo I-Con (pair)", "notebook I-Con"),
+             ("rkdo RKDO depth 1", "notebook RKDO depth 1"),
+             ("rkdo RKDO depth 3", "notebook RKDO depth 3")]
+    worst = max(abs(float(impls[a](z1, z2)) - float(impls[b](z1, z2))) for a, b in pairs)
+    return f"max |rkdo - notebook| loss value difference (float64, B = 64): {worst:.1e}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512, 2048])
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads for torch (default 1)")
+    parser.add_argument("--min-run-time", type=float, default=1.0,
+                        help="seconds of timing per cell (at least 5 calls)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                        help="clock for the ratios (default: cpu with 1 thread, else wall)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="substrings of implementation names to time (default: all)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    clock = args.clock or ("cpu" if args.threads == 1 else "wall")
+    impls, lightly_note = implementations()
+    print(check_values(impls, args.dim))
+    if args.only:
+        impls = {k: v for k, v in impls.items() if any(s in k for s in args.only)}
+    print(
+        f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"threads={torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"d={args.dim}, float32, CPU; {lightly_note}\n"
+    )
+    times = {"wall": {name: {} for name in impls}, "cpu": {name: {} for name in impls}}
+    calls: dict[str, dict[int, int]] = {name: {} for name in impls}
+    for batch in args.batch_sizes:
+        for name, fn in impls.items():
+            wall, cpu, n = time_call(fn, batch, args.dim, args.min_run_time)
+            times["wall"][name][batch], times["cpu"][name][batch] = wall * 1e3, cpu * 1e3
+            calls[name][batch] = n
+
+    sizes = args.batch_sizes
+    print("median ms per forward+backward: CPU time / wall time (timed calls)\n")
+    print("| loss | " + " | ".join(f"B={b}" for b in sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    for name in impls:
+        row = [f"{times['cpu'][name][b]:.3g} / {times['wall'][name][b]:.3g} ({calls[name][b]})"
+               for b in sizes]
+        print(f"| {name} | " + " | ".join(row) + " |")
+    medians = times[clock]
+
+    ratios = [
+        ("rkdo RKDO depth 3 / rkdo I-Con (goal <= 2)", "rkdo RKDO depth 3", "rkdo I-Con (pair)"),
+        ("rkdo RKDO depth 1 / rkdo I-Con", "rkdo RKDO depth 1", "rkdo I-Con (pair)"),
+        ("rkdo RKDO depth 3 / notebook RKDO depth 3", "rkdo RKDO depth 3",
+         "notebook RKDO depth 3"),
+        ("rkdo I-Con / notebook I-Con", "rkdo I-Con (pair)", "notebook I-Con"),
+        ("notebook RKDO depth 3 / notebook I-Con", "notebook RKDO depth 3", "notebook I-Con"),
+        ("rkdo I-Con (pair) / lightly NT-Xent (goal <= 1)", "rkdo I-Con (pair)",
+         "lightly NTXentLoss (2B x 2B)"),
+        ("rkdo I-Con symmetric / lightly NT-Xent (same 2B x 2B work)",
+         "rkdo I-Con symmetric, debias 0 (= NT-Xent)", "lightly NTXentLoss (2B x 2B)"),
+    ]
+    rows = [(label, a, b) for label, a, b in ratios if a in medians and b in medians]
+    if rows:
+        print(f"\nratios of median {clock} times\n")
+        print("| ratio | " + " | ".join(f"B={b}" for b in sizes) + " |")
+        print("|---|" + "---:|" * len(sizes))
+        for label, a, b in rows:
+            print(f"| {label} | "
+                  + " | ".join(f"{medians[a][s] / medians[b][s]:.2f}" for s in sizes) + " |")
+
+
+if __name__ == "__main__":
+    main()
