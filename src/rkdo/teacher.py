@@ -22,12 +22,19 @@ embeddings of the batch's samples, named by their dataset indices). For each anc
    the detached student row over ``C`` and zero outside it. Rows stay distributions over the
    ``n`` samples; on the full batch (``C`` = all samples) this is the paper's update exactly.
 
+So the target at a visit of ``i`` is the teacher left by its previous visit (the student's past
+beliefs), never the current student, and it carries no gradient. ``alpha`` is a rate per *visit*:
+a row moves only when its sample is in the batch, about once per epoch with shuffled batches, but
+at every step on the full batch, where even ``alpha = 0.05`` hands the teacher over to the student
+within a hundred steps (``benchmarks/temporal.py`` shows it).
+
 Because ``p(0)`` is the static kernel and nothing moves at ``alpha = 0``, the loss at
 ``alpha = 0`` (and ``beta = 0``) is exactly :class:`~rkdo.losses.IConLoss` with the same kernels.
 
 Representation. Each row is stored as ``p(j|i) = c_i p0(j|i) + e_i(j)``: the static kernel
 ``p0`` (never materialised: one-hot on ``i`` for augmentation pairs, ``1[y_j = y_i] / n_y`` for
-labels) with a per-row weight ``c_i = prod (1 - alpha)``, plus the accumulated student mass
+labels, ``n_y`` counted over the samples seen so far unless the dataset's ``labels`` are given)
+with a per-row weight ``c_i = prod (1 - alpha)``, plus the accumulated student mass
 ``e_i``, kept either
 
 - ``dense``: ``e`` as an ``n x n`` matrix (float32, or float16/bfloat16 to halve it); exact.
