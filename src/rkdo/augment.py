@@ -49,6 +49,8 @@ GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 _CROP_TRIES = 10
+_DRAW_SPLIT = (_CROP_TRIES, _CROP_TRIES, 2, 1, 1, 4, 4, 1)
+_DRAWS = sum(_DRAW_SPLIT)
 
 
 @dataclass
@@ -174,6 +176,9 @@ class TwoViews(nn.Module):
         self.jitter = tuple(float(j) for j in jitter)
         self.jitter_p = check_unit_interval("jitter_p", jitter_p)
         self.gray_p = check_unit_interval("gray_p", gray_p)
+        low = [max(0.0, 1.0 - j) for j in self.jitter[:3]] + [-self.jitter[3]]
+        high = [1.0 + j for j in self.jitter[:3]] + [self.jitter[3]]
+        self._factor_range = (torch.tensor(low), torch.tensor(high))
 
     def extra_repr(self) -> str:
         return (
@@ -202,29 +207,30 @@ class TwoViews(nn.Module):
         else:
             draw_device = torch.device("cpu") if device is None else torch.device(device)
 
-        def uniform(*shape: int) -> Tensor:
-            return torch.rand(shape, generator=generator, device=draw_device)
-
-        top, left, box_h, box_w = self._sample_boxes(batch, height, width, uniform)
-        flip = uniform(batch) < self.flip_p
-        jitter = uniform(batch) < self.jitter_p
-        lows = torch.tensor([max(0.0, 1.0 - j) for j in self.jitter[:3]] + [-self.jitter[3]])
-        highs = torch.tensor([1.0 + j for j in self.jitter[:3]] + [self.jitter[3]])
-        lows, highs = lows.to(draw_device), highs.to(draw_device)
-        factors = lows + (highs - lows) * uniform(batch, 4)
-        order = uniform(batch, 4).argsort(dim=1)
-        gray = uniform(batch) < self.gray_p
+        # One draw per image: 10 + 10 crop tries, crop position (2), flip, jitter, 4 jitter
+        # factors, 4 keys whose ranks give the jitter order, grayscale.
+        draws = torch.rand((batch, _DRAWS), generator=generator, device=draw_device)
+        area, aspect, position, flip, jitter, factors, order, gray = draws.split(_DRAW_SPLIT, 1)
+        top, left, box_h, box_w = self._sample_boxes(height, width, area, aspect, position)
+        flip = flip.squeeze(1) < self.flip_p
+        jitter = jitter.squeeze(1) < self.jitter_p
+        low, high = self._factor_range
+        factors = factors * (high - low).to(draw_device) + low.to(draw_device)
+        order = order.argsort(dim=1)
+        gray = gray.squeeze(1) < self.gray_p
         params = AugmentParams(top, left, box_h, box_w, flip, jitter, factors, order, gray)
         return params if device is None else params.to(device)
 
-    def _sample_boxes(self, batch: int, height: int, width: int, uniform) -> tuple[Tensor, ...]:
-        """torchvision's ``RandomResizedCrop.get_params``, for a batch at once."""
-        area = height * width
-        target = area * (
-            self.scale[0] + (self.scale[1] - self.scale[0]) * uniform(batch, _CROP_TRIES)
-        )
+    def _sample_boxes(
+        self, height: int, width: int, area: Tensor, aspect: Tensor, position: Tensor
+    ) -> tuple[Tensor, ...]:
+        """torchvision's ``RandomResizedCrop.get_params`` for a batch, from uniform draws.
+
+        ``area``, ``aspect``: (B, 10) draws for the tries; ``position``: (B, 2).
+        """
+        target = (height * width) * (self.scale[0] + (self.scale[1] - self.scale[0]) * area)
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        aspect = torch.exp(log_lo + (log_hi - log_lo) * uniform(batch, _CROP_TRIES))
+        aspect = torch.exp(log_lo + (log_hi - log_lo) * aspect)
         w = torch.round(torch.sqrt(target * aspect))
         h = torch.round(torch.sqrt(target / aspect))
         valid = (w >= 1) & (w <= width) & (h >= 1) & (h <= height)
@@ -240,7 +246,6 @@ class TwoViews(nn.Module):
             fallback_w, fallback_h = width, height
         w = torch.where(found, w.gather(1, first).squeeze(1), float(fallback_w))
         h = torch.where(found, h.gather(1, first).squeeze(1), float(fallback_h))
-        position = uniform(batch, 2)
         top = torch.minimum(torch.floor(position[:, 0] * (height - h + 1)), height - h)
         left = torch.minimum(torch.floor(position[:, 1] * (width - w + 1)), width - w)
         top = torch.where(found, top, torch.floor((height - h) / 2))
