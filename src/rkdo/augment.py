@@ -17,9 +17,12 @@ The reference recipe, per image ``x`` with values in [0, 1] (SimCLR's, as the no
 
 Here the whole batch is augmented at once: crop, resize and flip are one per-sample sampling grid
 for ``F.grid_sample`` (its coordinates clamped to the crop box, which is what cropping then
-resizing does at the box's edges); each colour operation is a per-sample blend or a per-sample hue
-shift, and the random order is four stages in which every image applies the operation its own
-permutation names. There are no Python loops over samples and no host synchronisations.
+resizing does at the box's edges); brightness, contrast and saturation are one per-sample blend,
+the hue shift is a branch-free HSV rotation, and each image's random order becomes three blend
+stages before the hue shift and three after it, every image using the stages its order needs.
+There are no Python loops over samples and no host synchronisations; the work happens in place
+on one buffer (fresh image-sized tensors are costly on CPU). Both views of a batch are augmented
+as one batch of ``2 B``.
 The arithmetic matches ``torchvision.transforms.v2.functional`` on float images to rounding
 (tests check it), except that shrinking a crop (``size`` smaller than the box) is plain bilinear
 without antialiasing.
