@@ -181,7 +181,9 @@ def validate(config: TrainConfig) -> None:
 
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 
@@ -456,6 +458,35 @@ def train(
             would; used to test resume.
     """
     out = Path(out)
+    owns_group = _init_distributed(config.device if config is not None else "auto")
+    try:
+        return _train(config, out, resume=resume, overwrite=overwrite, progress=progress,
+                      stop_after=stop_after)
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def _init_distributed(device: str) -> bool:
+    """Join the process group ``torchrun`` describes in the environment (once); True if we did."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def _train(
+    config: TrainConfig | None,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    stop_after: int | None,
+) -> dict[str, Any]:
     if resume:
         config_path = out / CONFIG_FILE
         if not (config_path.exists() and (out / CHECKPOINT_FILE).exists()):
