@@ -83,8 +83,8 @@ def test_training_moves_the_weights_and_logs_every_step(tmp_path: Path) -> None:
     from rkdo.models import build_model
 
     fresh = build_model("small-cnn", 1, 8, embedding_dim=16, hidden_dim=32)
-    moved = [not torch.equal(p, q) for p, q in zip(fresh.state_dict().values(),
-                                                     loaded.model.state_dict().values())]
+    pairs = zip(fresh.state_dict().values(), loaded.model.state_dict().values(), strict=True)
+    moved = [not torch.equal(p, q) for p, q in pairs]
     assert any(moved)
     assert loaded.step == 8
 
@@ -148,6 +148,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(
         ({"temperature": 0.0}, "temperature must be a finite number > 0"),
         ({"eval_epochs": [3]}, r"eval-epochs \[3\] must lie in \[1, epochs=2\]"),
         ({"method": "tsne", "recursion": "temporal"}, "temporal recursion supports"),
+        ({"dataset": "stl10", "image_size": 28}, "image size 28 would throw away most of the 64"),
+        ({"encoder": "resnet18"}, "encoder 'resnet18' needs images of at least 16 px, got 8"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(change: dict, message: str) -> None:

@@ -171,6 +171,19 @@ def validate(config: TrainConfig) -> None:
             f"temporal recursion supports the methods simclr, icon, rkdo and supcon, "
             f"not {config.method!r}"
         )
+    native = data_module.default_image_size(config.dataset)
+    size = config.image_size or native
+    if size * 2 < native:
+        raise ValueError(
+            f"image size {size} would throw away most of the {native} px {config.dataset} "
+            f"images; use --image-size >= {math.ceil(native / 2)}"
+        )
+    if size < models.min_image_size(config.encoder):
+        raise ValueError(
+            f"encoder {config.encoder!r} needs images of at least "
+            f"{models.min_image_size(config.encoder)} px, got {size}; choose another --encoder "
+            "or a larger --image-size"
+        )
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "device 'cuda' requested but no CUDA device is available; use --device cpu"
@@ -272,12 +285,6 @@ class _Setup:
 
         self.data = data_module.load(config.dataset, config.data_root, config.download)
         self.image_size = config.image_size or data_module.default_image_size(config.dataset)
-        native = self.data.image_size
-        if self.image_size * 2 < native:
-            raise ValueError(
-                f"image size {self.image_size} would throw away most of the {native} px "
-                f"{config.dataset} images; use --image-size >= {math.ceil(native / 2)}"
-            )
         n_train = len(self.data.train)
         if config.batch_size > n_train:
             raise ValueError(
