@@ -1,0 +1,75 @@
+"""Tests for rkdo.profile: FLOP counts against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rkdo import profile
+from rkdo.losses import IConLoss, RKDOLoss
+
+
+@pytest.mark.parametrize("batch,inputs,outputs", [(4, 3, 5), (64, 32, 10)])
+def test_linear_flops_equal_the_closed_form(batch: int, inputs: int, outputs: int) -> None:
+    layer = nn.Linear(inputs, outputs)
+    x = torch.randn(batch, inputs, requires_grad=True)
+    # y = x W^T + b: one (B x i) @ (i x o) product, 2 B i o FLOPs (the bias add is not counted)
+    assert profile.count_flops(lambda: layer(x)) == 2 * batch * inputs * outputs
+    # backward: dL/dx = g W (2 B o i) and dL/dW = g^T x (2 o B i); the bias gradient is a sum
+    assert profile.count_flops(lambda: layer(x).sum().backward()) == 6 * batch * inputs * outputs
+    # without an input gradient only the weight gradient is computed
+    x_const = torch.randn(batch, inputs)
+    assert profile.count_flops(lambda: layer(x_const).sum().backward()) == \
+        4 * batch * inputs * outputs
+
+
+class LinearEncoder(nn.Module):
+    """z = normalize(W flatten(x)): the smallest encoder with a known FLOP count."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(in_dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.layer(x.flatten(1)), dim=1)
+
+
+@pytest.mark.parametrize("depth", [None, 1, 3])
+def test_step_flops_of_a_linear_encoder_and_the_losses(depth: int | None) -> None:
+    batch, channels, size, dim = 8, 1, 4, 6
+    in_dim = channels * size * size
+    torch.manual_seed(0)
+    encoder = LinearEncoder(in_dim, dim)
+    loss = IConLoss() if depth is None else RKDOLoss(depth=depth)
+    views = (torch.randn(batch, channels, size, size), torch.randn(batch, channels, size, size))
+    labels = torch.zeros(batch, dtype=torch.long)
+    forward, train, loss_only, median = profile.profile_step(
+        encoder, loss, views, labels, method="icon" if depth is None else "rkdo", steps=2,
+        warmup=1,
+    )
+    # one z1 z2^T, shared by all K+1 temperatures of RKDO (the rest is element-wise, uncounted)
+    similarity = 2 * batch * batch * dim
+    encoder_fwd = 2 * (2 * batch * in_dim * dim)  # two views
+    assert loss_only == similarity
+    assert forward == encoder_fwd + similarity
+    # backward: weight gradient per view (inputs need no gradient), both operands of z1 z2^T
+    assert train == forward + encoder_fwd + 2 * similarity
+    assert median > 0 and math.isfinite(median)
+
+
+def test_format_table_reports_ratios() -> None:
+    rows = [
+        profile.StepProfile("rkdo depth 1", "rkdo", 1, 64, 32, "resnet18", 9_553_700_000,
+                            28_000_000_000, 1_000_000, 0.100, 5, "cpu", 1),
+        profile.StepProfile("rkdo depth 3", "rkdo", 3, 64, 32, "resnet18", 9_554_655_370,
+                            28_000_000_000, 2_000_000, 0.110, 5, "cpu", 1),
+    ]
+    table = profile.format_table(rows)
+    assert "+0.0100%" in table  # 9554655370 / 9553700000 - 1 = 1.0e-4
+    assert "+10.0%" in table
+    assert "9.5545" in table and "1.0000" in table
+    assert profile.format_table(rows, markdown=True).startswith("| variant |")
