@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTENSIONS: tuple[str, ...] = ("rkdo.viz.cli",)
+_EXTENSIONS: tuple[str, ...] = ("rkdo.bench_cli", "rkdo.viz.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
