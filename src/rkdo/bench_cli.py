@@ -224,11 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers.required = True
     add_parser(subparsers)
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"rkdo {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    from rkdo.cli import run_command
+
+    return run_command(args, f"rkdo {args.command}")
 
 
 if __name__ == "__main__":

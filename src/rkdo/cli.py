@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_command"]
 
 _TRAIN_HELP: dict[str, str] = {
     "dataset": "digits (embedded, no download), fashion-mnist, cifar10, cifar100, stl10 or "
@@ -213,24 +213,31 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: tuple[str, ...] = ("rkdo.bench_cli", "rkdo.viz.cli")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rkdo`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(args: argparse.Namespace, name: str) -> int:
+    """Run a parsed sub-command; bad input and stopped runs become one clear line, no traceback.
+
+    Exit codes: 0 done, 2 bad input (ValueError, missing file), 1 training stopped, 130 Ctrl-C.
+    """
     from rkdo.train import TrainingError
 
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as error:
-        print(f"rkdo {args.command}: error: {error}", file=sys.stderr)
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
     except TrainingError as error:
-        print(f"rkdo {args.command}: training stopped: {error}", file=sys.stderr)
+        print(f"{name}: training stopped: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"rkdo {args.command}: interrupted; `rkdo train --resume DIR` continues a run "
-              "from its last checkpoint", file=sys.stderr)
+        print(f"{name}: interrupted; `rkdo train --resume DIR` continues a run and rerunning "
+              "`rkdo bench` continues a grid, from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rkdo`` console script."""
+    args = build_parser().parse_args(argv)
+    return run_command(args, f"rkdo {args.command}")
 
 
 if __name__ == "__main__":

@@ -249,11 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.required = True
     _add_commands(sub)
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"rkdo viz {args.viz_command}: error: {error}", file=sys.stderr)
-        return 2
+    from rkdo.cli import run_command
+
+    return run_command(args, f"rkdo viz {args.viz_command}")
 
 
 if __name__ == "__main__":
