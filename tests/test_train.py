@@ -136,6 +136,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(
     with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4;.*checkpoint"):
         train(replace(FAST, checkpoint_every=2), run, progress=False)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
+    # logging rarely, the checkpoint at step 4 sees the NaN and keeps step 2's
+    rare = tmp_path / "rare"
+    with pytest.raises(TrainingError, match=r"non-finite loss .*step 4;.*kept"):
+        train(replace(FAST, checkpoint_every=2, log_every=100), rare, progress=False)
+    assert torch.load(rare / "checkpoint.pt", weights_only=True)["step"] == 2
 
 
 @pytest.mark.parametrize(

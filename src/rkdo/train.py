@@ -560,6 +560,12 @@ def _train(
     def checkpoint(at_step: int) -> None:
         if not is_writer:
             return
+        if not bool(torch.isfinite(epoch_loss)):
+            # a non-finite loss since the last log line: never replace a good checkpoint
+            raise TrainingError(
+                f"non-finite loss between the last log line and step {at_step}; the last good "
+                f"checkpoint is kept. Lower --lr or raise --temperature"
+            )
         _save_atomic(out / CHECKPOINT_FILE, {
             "model": raw_model.state_dict(),
             "loss": loss_fn.state_dict(),
