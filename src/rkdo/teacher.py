@@ -68,6 +68,7 @@ from rkdo.functional import (
     log_normalize,
     mean_kl,
     recursive_kl,
+    temperature_schedule,
 )
 from rkdo.kernels import Cosine
 from rkdo.losses import RKDOLoss
@@ -470,14 +471,18 @@ class TemporalRKDOLoss(nn.Module):
             if self.training:
                 self._record_labels(batch, candidate_labels)
         tau = self.temperature_at(step)
-        log_q = self.learned.log_prob(nb, tau)
+        if self.in_step is None:
+            log_q = self.learned.log_prob(nb, tau)
+        else:
+            # in-step schedule on top of the temporal temperature; similarities computed once
+            students = self.learned.log_probs(
+                nb, temperature_schedule(tau, self.in_step.beta, self.in_step.depth)
+            )
+            log_q = students[0]
         log_target = self.log_target(index, batch, anchor_labels, candidate_labels, log_q.dtype)
         if self.in_step is None:
             loss = mean_kl(log_target, log_q)
         else:
-            taus = [tau * (1.0 - self.in_step.beta * k / self.in_step.depth)
-                    for k in range(self.in_step.depth + 1)]
-            students = [log_q] + [self.learned.log_prob(nb, t) for t in taus[1:]]
             loss = recursive_kl(log_target, students, self.in_step.alpha,
                                 detach_teacher=self.in_step.detach_teacher)
         if self.training:

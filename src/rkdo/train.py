@@ -632,8 +632,9 @@ def _train(
         index = index.to(device)
         images = train_images[index]
         view1, view2 = setup.augment(images, generator)
-        view1 = view1.to(device).contiguous(memory_format=memory_format)
-        view2 = view2.to(device).contiguous(memory_format=memory_format)
+        # the images already live on the device; augmentation keeps them there
+        view1 = view1.contiguous(memory_format=memory_format)
+        view2 = view2.contiguous(memory_format=memory_format)
         with autocast:
             z1, z2 = model(view1), model(view2)
             extras: dict[str, Tensor] = {"labels": train_labels[index]}
