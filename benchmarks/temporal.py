@@ -59,12 +59,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rkdo import IConLoss, RKDOLoss
-from rkdo.augment import TwoViews
-from rkdo.data import load
-from rkdo.evaluate import extract_features, heldout_icon_loss, knn_accuracy, linear_probe
+from rkdo.vision.augment import TwoViews
+from rkdo.vision.data import load
+from rkdo.evaluation.protocols import extract_features, heldout_icon_loss, knn_accuracy, linear_probe
 from rkdo.fullbatch import FreeEmbeddings, FreeLogits, FullBatchRKDO, static_log_prob
 from rkdo.kernels import GaussianInput, StudentT
-from rkdo.models import build_model
+from rkdo.vision.models import build_model
 from rkdo.teacher import TemporalRKDOLoss
 
 DEVICE = torch.device("cpu")

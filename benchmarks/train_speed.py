@@ -15,7 +15,7 @@ Variants (``--variants``):
   -> RandomGrayscale(.2) -> ToTensor -> Normalize(.5, .5)``; ResNet-18 (ImageNet stem).
 - ``reference-w2``: the same with ``num_workers=2`` (the workers share the same cores).
 - ``ours``: uint8 images in memory (RGB, 32 px, converted once), a random batch gathered by
-  index, :class:`rkdo.augment.TwoViews` on the whole batch; the same ResNet-18.
+  index, :class:`rkdo.vision.augment.TwoViews` on the whole batch; the same ResNet-18.
 - ``ours-cl``: ``ours`` with the model and views in ``channels_last``.
 - ``ours-cl-cat``: ``ours-cl`` with one forward pass over both views concatenated (2B images;
   BatchNorm then normalises over both views together, as SimCLR's implementation does).
@@ -57,9 +57,9 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from rkdo import RKDOLoss  # noqa: E402
-from rkdo.augment import TwoViews  # noqa: E402
-from rkdo.data import load, resize_uint8  # noqa: E402
-from rkdo.models import build_model  # noqa: E402
+from rkdo.vision.augment import TwoViews  # noqa: E402
+from rkdo.vision.data import load, resize_uint8  # noqa: E402
+from rkdo.vision.models import build_model  # noqa: E402
 
 VARIANTS = ("reference", "reference-w2", "ours", "ours-cl", "ours-cl-cat", "ours-bf16", "small-cnn")
 DEFAULT_VARIANTS = ("reference", "reference-w2", "ours", "ours-cl", "ours-cl-cat", "small-cnn")

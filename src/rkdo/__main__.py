@@ -2,6 +2,6 @@
 
 import sys
 
-from rkdo.cli import main
+from rkdo.cli.main import main
 
 sys.exit(main())

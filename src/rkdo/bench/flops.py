@@ -185,10 +185,10 @@ def profile(
 
     Every variant gets the same freshly initialised encoder (``seed``) and the same random
     views, so the differences are the losses'. Variants are ``(label, overrides)`` with
-    overrides of :class:`rkdo.train.TrainConfig` (``method``, ``depth``, ``alpha``, ...).
+    overrides of :class:`rkdo.training.loop.TrainConfig` (``method``, ``depth``, ``alpha``, ...).
     """
-    from rkdo.models import build_model
-    from rkdo.train import TrainConfig, build_loss
+    from rkdo.vision.models import build_model
+    from rkdo.training.loop import TrainConfig, build_loss
 
     for name, value in (("batch_size", batch_size), ("image_size", image_size),
                         ("channels", channels)):

@@ -1,4 +1,4 @@
-"""Tests for rkdo.evaluate: every metric against scikit-learn or a brute-force loop."""
+"""Tests for rkdo.evaluation.protocols: every metric against scikit-learn or a brute-force loop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rkdo import evaluate as ev
+from rkdo.evaluation import protocols as ev
 
 # --------------------------------------------------------------------------- stand-ins
 
@@ -280,7 +280,7 @@ def test_extract_features_matches_eval_forward_and_restores_modes():
 
 
 def test_extract_features_converts_uint8_with_to_float():
-    augment = pytest.importorskip("rkdo.augment")
+    augment = pytest.importorskip("rkdo.vision.augment")
     images = torch.randint(0, 256, (10, 1, 6, 6), dtype=torch.uint8)
     model = trained_model(64)
     got = ev.extract_features(model, images, batch_size=4, image_size=8)
@@ -325,7 +325,7 @@ def test_bad_inputs_raise_value_error():
 
 def toy_splits(seed: int = 0) -> Splits:
     """Float images (already in model range) whose class sets the mean: evaluate works end to
-    end without rkdo.data / rkdo.augment."""
+    end without rkdo.vision.data / rkdo.augment."""
     g = torch.Generator().manual_seed(seed)
 
     def split(n):
@@ -407,7 +407,7 @@ def test_paper_protocol_equals_reference_notebook_evaluation():
 
 
 def test_evaluate_with_real_two_views_on_uint8_images():
-    augment_module = pytest.importorskip("rkdo.augment")
+    augment_module = pytest.importorskip("rkdo.vision.augment")
     g = torch.Generator().manual_seed(4)
 
     def split(n):

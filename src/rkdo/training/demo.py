@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rkdo.train import TrainConfig, evaluate_initial, train
+from rkdo.training.loop import TrainConfig, evaluate_initial, train
 
 __all__ = ["run_demo", "format_table", "DEMO_METRICS"]
 
@@ -136,6 +136,6 @@ def run_demo(
 
 
 def _test_size(config: TrainConfig) -> int:
-    from rkdo import data as data_module
+    from rkdo.vision import data as data_module
 
     return len(data_module.load(config.dataset, config.data_root).test)

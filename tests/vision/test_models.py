@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from rkdo.models import ENCODERS, EmbeddingModel, ProjectionHead, build_model, min_image_size
+from rkdo.vision.models import ENCODERS, EmbeddingModel, ProjectionHead, build_model, min_image_size
 
 
 def n_params(module: nn.Module) -> int:

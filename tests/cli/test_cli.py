@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rkdo.cli import build_parser, main
+from rkdo.cli.main import build_parser, main
 
 
 def test_help_explains_every_training_option(capsys: pytest.CaptureFixture[str]) -> None:

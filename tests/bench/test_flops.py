@@ -1,4 +1,4 @@
-"""Tests for rkdo.profile: FLOP counts against closed forms."""
+"""Tests for rkdo.bench.flops: FLOP counts against closed forms."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rkdo import profile
+from rkdo.bench import flops as profile
 from rkdo.losses import IConLoss, RKDOLoss
 
 

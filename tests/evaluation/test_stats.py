@@ -1,4 +1,4 @@
-"""Tests for rkdo.stats against closed forms, exact distributions and scipy."""
+"""Tests for rkdo.evaluation.stats against closed forms, exact distributions and scipy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rkdo import stats
+from rkdo.evaluation import stats
 
 A = [0.31, 0.29, 0.35, 0.30, 0.33, 0.28, 0.36]
 B = [0.30, 0.25, 0.31, 0.31, 0.27, 0.26, 0.30]

@@ -1,11 +1,11 @@
-"""Tests of rkdo.simulate against an independent numpy re-derivation of each frame."""
+"""Tests of rkdo.viz.simulate against an independent numpy re-derivation of each frame."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rkdo.simulate import simulate
+from rkdo.viz.simulate import simulate
 
 
 def _cosine_softmax(points: np.ndarray, temperature: float) -> np.ndarray:

@@ -4,7 +4,7 @@
     rkdo report DIR               rebuild report.md and figures from a store
     rkdo profile                  FLOPs and time per training step, RKDO depth 1/3 vs I-Con
 
-The work happens in :mod:`rkdo.bench`, :mod:`rkdo.report` and :mod:`rkdo.profile`.
+The work happens in :mod:`rkdo.bench.runner`, :mod:`rkdo.bench.report.build` and :mod:`rkdo.bench.flops`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["add_parser", "main"]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from rkdo import bench
+    from rkdo.bench import runner as bench
 
     if args.list:
         for name in bench.shipped_grids():
@@ -73,12 +73,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _command_line() -> str:
     """How this process was started, as a user would type it."""
-    program = "python -m rkdo.bench_cli" if sys.argv[0].endswith("bench_cli.py") else "rkdo"
+    program = "python -m rkdo.cli.bench" if sys.argv[0].endswith("bench_cli.py") else "rkdo"
     return shlex.join([*program.split(), *sys.argv[1:]])
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from rkdo.report import write_report
+    from rkdo.bench.report.build import write_report
 
     path = write_report(args.store, args.out)
     print(f"report: {path}")
@@ -88,7 +88,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     import torch
 
-    from rkdo.profile import format_table, profile
+    from rkdo.bench.flops import format_table, profile
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers.required = True
     add_parser(subparsers)
     args = parser.parse_args(argv)
-    from rkdo.cli import run_command
+    from rkdo.cli.main import run_command
 
     return run_command(args, f"rkdo {args.command}")
 

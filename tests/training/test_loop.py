@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from rkdo import train as train_module
-from rkdo.train import (
+from rkdo.training import loop as train_module
+from rkdo.training.loop import (
     RunExistsError,
     TrainConfig,
     TrainingError,
@@ -80,7 +80,7 @@ def test_training_moves_the_weights_and_logs_every_step(tmp_path: Path) -> None:
     assert epochs[0]["mean_loss"] == pytest.approx(np.mean(losses), rel=1e-6)
     loaded = load_run(run)
     torch.manual_seed(FAST.seed)
-    from rkdo.models import build_model
+    from rkdo.vision.models import build_model
 
     fresh = build_model("small-cnn", 1, 8, embedding_dim=16, hidden_dim=32)
     pairs = zip(fresh.state_dict().values(), loaded.model.state_dict().values(), strict=True)

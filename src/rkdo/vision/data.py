@@ -5,7 +5,7 @@ Every dataset is loaded once into two splits of ``(images, labels)``:
     images: uint8 (N, C, H, W),   labels: int64 (N,)   with   labels[n] in {0, .., num_classes - 1}
 
 and stays in memory (the largest, CIFAR-100 at 32 px, is 180 MB), so a training step indexes a
-batch with one gather and augments it on the device (:mod:`rkdo.augment`) instead of decoding
+batch with one gather and augments it on the device (:mod:`rkdo.vision.augment`) instead of decoding
 images one at a time in a ``DataLoader``.
 
 Datasets (``name`` of :func:`load`):

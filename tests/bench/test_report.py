@@ -1,4 +1,4 @@
-"""Tests for rkdo.report on a synthetic store whose statistics are known in closed form."""
+"""Tests for rkdo.bench.report.build on a synthetic store whose statistics are known in closed form."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rkdo import bench, report
+from rkdo.bench import runner as bench
+from rkdo.bench.report import build as report
 
 GRID = """
 name = "synthetic"
@@ -165,7 +166,7 @@ def test_paired_comparison_in_report_equals_scipy() -> None:
     # a cell where the differences vary: the report's p-value is scipy's
     rng = np.random.default_rng(0)
     a, b = rng.normal(0.6, 0.02, 6), rng.normal(0.55, 0.02, 6)
-    from rkdo import stats
+    from rkdo.evaluation import stats
 
     result = stats.paired_comparison(a, b)
     assert result.t_pvalue == pytest.approx(sps.ttest_rel(a, b).pvalue)

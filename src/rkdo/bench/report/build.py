@@ -1,11 +1,11 @@
 """The benchmark report: the paper's tables rebuilt from a result store, figures and verdicts.
 
-For a store written by ``rkdo bench`` (:mod:`rkdo.bench`), with treatment ``T`` (RKDO) and
+For a store written by ``rkdo bench`` (:mod:`rkdo.bench.runner`), with treatment ``T`` (RKDO) and
 baseline ``B`` (I-Con) paired by seed, every comparison is
 
     diff = mean_s (T_s - B_s),   95% bootstrap CI of diff,   paired t-test,   Wilcoxon test
 
-(:mod:`rkdo.stats`; tests that n is too small for are not run). ``report.md`` holds:
+(:mod:`rkdo.evaluation.stats`; tests that n is too small for are not run). ``report.md`` holds:
 
 1. Table 1, final training loss: each method's own loss (the paper's comparison), then the
    same static I-Con loss on held-out images for both (a common yardstick);
@@ -14,7 +14,7 @@ baseline ``B`` (I-Con) paired by seed, every comparison is
 4. Table 4, every metric at 2 epochs;
 5. the same tables on the fair yardsticks (full test split: linear probe, k-NN, held-out loss);
 6. compute efficiency: the duration at which each method first reaches the other's best
-   accuracy (linear interpolation, :func:`rkdo.stats.epochs_to_reach`), i.e. the paper's
+   accuracy (linear interpolation, :func:`rkdo.evaluation.stats.epochs_to_reach`), i.e. the paper's
    "60-80% fewer epochs", tested; FLOPs and time per step;
 7. a verdict for each of the paper's claims, from our numbers only.
 
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rkdo import stats
-from rkdo.bench import FLOOR, Results, load_results
+from rkdo.evaluation import stats
+from rkdo.bench.runner import FLOOR, Results, load_results
 
 __all__ = ["PAPER", "write_report", "build_report", "make_figures"]
 
@@ -322,7 +322,7 @@ def _efficiency(view: _View, metrics: Sequence[str]) -> tuple[str, list[dict[str
 
 
 def _profile_section(view: _View) -> tuple[str, list[dict[str, Any]]]:
-    from rkdo.profile import StepProfile, format_table
+    from rkdo.bench.flops import StepProfile, format_table
 
     parts, facts = [], []
     for dataset, rows in view.results.profiles.items():

@@ -226,7 +226,7 @@ def _fake_run(directory, frames: int = 5, probes: int = 10, seed: int = 0):
 
 
 def test_kaleidoscope_cli_on_a_recorded_run(tmp_path, capsys) -> None:
-    from rkdo.viz.cli import main
+    from rkdo.cli.viz import main
 
     run = _fake_run(tmp_path / "run")
     out = tmp_path / "run.gif"
@@ -254,7 +254,7 @@ def test_kaleidoscope_cli_on_a_recorded_run(tmp_path, capsys) -> None:
 
 
 def test_kaleidoscope_cli_simulation_is_deterministic(tmp_path) -> None:
-    from rkdo.viz.cli import main
+    from rkdo.cli.viz import main
 
     outs = [tmp_path / "a.gif", tmp_path / "b.gif"]
     for out in outs:
@@ -266,7 +266,7 @@ def test_kaleidoscope_cli_simulation_is_deterministic(tmp_path) -> None:
 def test_importing_the_cli_does_not_import_matplotlib() -> None:
     import subprocess
 
-    code = ("import sys, rkdo.viz.cli, rkdo.viz, rkdo.geometry, rkdo.simulate; "
+    code = ("import sys, rkdo.cli.viz, rkdo.viz, rkdo.geometry, rkdo.viz.simulate; "
             "sys.exit(int('matplotlib' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -274,7 +274,7 @@ def test_importing_the_cli_does_not_import_matplotlib() -> None:
 def test_add_parser_registers_viz_with_three_commands() -> None:
     import argparse
 
-    from rkdo.viz.cli import add_parser
+    from rkdo.cli.viz import add_parser
 
     parser = argparse.ArgumentParser(prog="rkdo")
     sub = parser.add_subparsers(dest="command")
@@ -290,7 +290,7 @@ def test_add_parser_registers_viz_with_three_commands() -> None:
 
 
 def test_read_metrics_and_curves_png(tmp_path) -> None:
-    from rkdo.viz.cli import main
+    from rkdo.cli.viz import main
     from rkdo.viz.plots import read_metrics
 
     runs = [_fake_run(tmp_path / "icon", seed=0), _fake_run(tmp_path / "rkdo", seed=1)]

@@ -72,7 +72,7 @@ _TRAIN_HELP: dict[str, str] = {
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    from rkdo.train import TrainConfig
+    from rkdo.training.loop import TrainConfig
 
     defaults = TrainConfig()
     for spec in dataclasses.fields(TrainConfig):
@@ -92,13 +92,13 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from rkdo.train import TrainConfig
+    from rkdo.training.loop import TrainConfig
 
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from rkdo.train import train
+    from rkdo.training.loop import train
 
     config = None if args.resume else _config_from_args(args)
     out = args.resume or args.out
@@ -112,8 +112,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from rkdo.evaluate import evaluate
-    from rkdo.train import load_run
+    from rkdo.evaluation.protocols import evaluate
+    from rkdo.training.loop import load_run
 
     run = load_run(args.run, device=args.device)
     result = evaluate(run.model, run.data, _augment_for(run), protocol=args.protocol,
@@ -130,15 +130,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _augment_for(run: Any) -> Any:
-    from rkdo import data as data_module
-    from rkdo.augment import TwoViews
+    from rkdo.vision import data as data_module
+    from rkdo.vision.augment import TwoViews
 
     size = run.config.image_size or data_module.default_image_size(run.config.dataset)
     return TwoViews(size, run.data.channels)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rkdo.demo import run_demo
+    from rkdo.training.demo import run_demo
 
     run_demo(out=args.out, epochs=args.epochs, seed=args.seed, overwrite=True,
              progress=not args.no_progress)
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTENSIONS: tuple[str, ...] = ("rkdo.bench_cli", "rkdo.viz.cli")
+_EXTENSIONS: tuple[str, ...] = ("rkdo.cli.bench", "rkdo.cli.viz")
 
 
 def run_command(args: argparse.Namespace, name: str) -> int:
@@ -218,7 +218,7 @@ def run_command(args: argparse.Namespace, name: str) -> int:
 
     Exit codes: 0 done, 2 bad input (ValueError, missing file), 1 training stopped, 130 Ctrl-C.
     """
-    from rkdo.train import TrainingError
+    from rkdo.training.loop import TrainingError
 
     try:
         return int(args.func(args) or 0)

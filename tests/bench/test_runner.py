@@ -1,4 +1,4 @@
-"""Tests for rkdo.bench: grid files, the store, resume after SIGKILL, failures, the CLI."""
+"""Tests for rkdo.bench.runner: grid files, the store, resume after SIGKILL, failures, the CLI."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rkdo import bench
-from rkdo.bench_cli import main as bench_main
+from rkdo.bench import runner as bench
+from rkdo.cli.bench import main as bench_main
 
 TIMING_KEYS = ("eval_seconds", "images_per_s")
 
@@ -152,7 +152,7 @@ def test_rerun_skips_finished_cells(smoke: tuple[Path, bench.BenchSummary]) -> N
 def test_reusing_one_run_equals_retraining_for_a_shorter_duration(
     smoke: tuple[Path, bench.BenchSummary], tmp_path: Path
 ) -> None:
-    from rkdo.train import TrainConfig, train
+    from rkdo.training.loop import TrainConfig, train
 
     out, _ = smoke
     record = bench.read_results(out)["digits/icon/seed0"]
@@ -220,7 +220,7 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
     smoke: tuple[Path, bench.BenchSummary], tmp_path: Path
 ) -> None:
     out = tmp_path / "killed"
-    code = ("import sys, torch; torch.set_num_threads(1); from rkdo.bench_cli import main; "
+    code = ("import sys, torch; torch.set_num_threads(1); from rkdo.cli.bench import main; "
             f"sys.exit(main(['bench', 'digits-smoke', '--out', {str(out)!r}, '--no-progress', "
             "'--no-report']))")
     environment = dict(os.environ, OMP_NUM_THREADS="1")

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rkdo import data
-from rkdo.data import DATASETS, DataError, DatasetSplits, ImageData, default_image_size, load
+from rkdo.vision import data
+from rkdo.vision.data import DATASETS, DataError, DatasetSplits, ImageData, default_image_size, load
 
 # --------------------------------------------------------------------------- helpers
 

@@ -5,7 +5,7 @@
     rkdo viz embedding DIR --out embedding.png [--method pca|tsne]
 
 ``add_parser(subparsers)`` registers ``viz`` on the ``rkdo`` command; ``main(argv)`` runs the
-same sub-commands on their own (``python -m rkdo.viz.cli kaleidoscope ...``). Nothing here
+same sub-commands on their own (``python -m rkdo.cli.viz kaleidoscope ...``). Nothing here
 imports matplotlib: the drawing modules are imported when a command runs.
 """
 
@@ -29,7 +29,7 @@ def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
         source = f"recorded fields of {args.run}"
         frames = args.frames
     else:
-        from rkdo.simulate import simulate
+        from rkdo.viz.simulate import simulate
 
         frames = 50 if args.frames is None else args.frames
         simulation = simulate(
@@ -79,8 +79,8 @@ def _cmd_embedding(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from rkdo.evaluate import extract_features
-    from rkdo.train import load_run
+    from rkdo.evaluation.protocols import extract_features
+    from rkdo.training.loop import load_run
     from rkdo.viz.plots import embed_2d, plot_embedding
 
     if args.max_points < 3:
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.required = True
     _add_commands(sub)
     args = parser.parse_args(argv)
-    from rkdo.cli import run_command
+    from rkdo.cli.main import run_command
 
     return run_command(args, f"rkdo viz {args.viz_command}")
 

@@ -148,9 +148,9 @@ def extract_features(
 
     Args:
         model: an encoder with ``features(x)`` (backbone) and ``forward(x)`` (projection,
-            L2-normalized embedding), e.g. :class:`rkdo.models.EmbeddingModel`.
+            L2-normalized embedding), e.g. :class:`rkdo.vision.models.EmbeddingModel`.
         images: ``(N, C, H, W)`` uint8 images (converted per batch with
-            :func:`rkdo.augment.to_float`, i.e. to [-1, 1], resized to ``image_size`` if given),
+            :func:`rkdo.vision.augment.to_float`, i.e. to [-1, 1], resized to ``image_size`` if given),
             or float images already in the model's input range (passed unchanged).
         batch_size: images per forward pass.
         projection: return ``model(x)`` (the projection embedding) instead of
@@ -171,7 +171,7 @@ def extract_features(
         raise ValueError("image_size resizes uint8 images only; pass float images at the model's "
                          "input size, or uint8 images")
     if is_uint8:
-        from rkdo.augment import to_float
+        from rkdo.vision.augment import to_float
     if not projection and not callable(getattr(model, "features", None)):
         raise ValueError("model has no features(x) method; pass projection=True to use model(x)")
     device = _model_device(model, device)
@@ -563,9 +563,9 @@ def evaluate(
     Args:
         model: encoder with ``features(x)`` and ``forward(x)`` (see :func:`extract_features`).
         data: splits with ``.train`` and ``.test``, each holding uint8 ``images`` (N, C, H, W)
-            and int64 ``labels`` (:class:`rkdo.data.DatasetSplits`).
+            and int64 ``labels`` (:class:`rkdo.vision.data.DatasetSplits`).
         augment: the two-view augmentation ``augment(images, generator) -> (v1, v2)`` used for
-            the held-out I-Con loss (:class:`rkdo.augment.TwoViews`).
+            the held-out I-Con loss (:class:`rkdo.vision.augment.TwoViews`).
         protocol: ``"full"`` (:data:`FULL_METRICS` on the whole test split: linear probe and
             k-NN with the train split as reference, k-means, 5-NN neighbourhood accuracy and the
             held-out I-Con loss on the test split), ``"paper"`` (:data:`PAPER_METRICS`, see

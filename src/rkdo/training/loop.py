@@ -136,8 +136,8 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 def validate(config: TrainConfig) -> None:
     """Refuse impossible settings before any work starts (each error says what to change)."""
-    from rkdo import data as data_module
-    from rkdo import models
+    from rkdo.vision import data as data_module
+    from rkdo.vision import models
 
     if not (config.dataset in data_module.DATASETS or config.dataset.startswith("imagefolder:")):
         raise ValueError(
@@ -206,7 +206,7 @@ def build_loss(config: TrainConfig, n_samples: int, total_steps: int = 1) -> nn.
     if config.method == "lightly-ntxent":
         if recursion != "none":
             raise ValueError("lightly-ntxent is an outside baseline: use --recursion none/auto")
-        from rkdo.baselines import LightlyNTXent
+        from rkdo.training.baselines import LightlyNTXent
 
         return LightlyNTXent(config.temperature, gather_distributed=distributed.is_distributed())
     method = methods.METHODS[config.method]
@@ -279,9 +279,9 @@ class _Setup:
     """Model, loss, optimiser, data and augmentation for a config (shared by train and load)."""
 
     def __init__(self, config: TrainConfig, device: torch.device, world: int = 1) -> None:
-        from rkdo import data as data_module
-        from rkdo.augment import TwoViews
-        from rkdo.models import build_model
+        from rkdo.vision import data as data_module
+        from rkdo.vision.augment import TwoViews
+        from rkdo.vision.models import build_model
 
         self.data = data_module.load(config.dataset, config.data_root, config.download)
         self.image_size = config.image_size or data_module.default_image_size(config.dataset)
@@ -592,7 +592,7 @@ def _train(
     def run_eval(epoch: int, at_step: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         if config.eval_protocol != "none" and is_writer:
-            from rkdo.evaluate import evaluate
+            from rkdo.evaluation.protocols import evaluate
 
             result = evaluate(
                 raw_model, setup.data, setup.augment, protocol=config.eval_protocol,
@@ -724,7 +724,7 @@ def load_run(directory: str | os.PathLike[str], device: str = "cpu") -> Run:
 
 def evaluate_initial(config: TrainConfig, device: str = "cpu") -> dict[str, Any]:
     """Evaluate the *untrained* encoder of ``config`` (same seed, same init): the floor row."""
-    from rkdo.evaluate import evaluate
+    from rkdo.evaluation.protocols import evaluate
 
     validate(config)
     setup = _Setup(config, torch.device(device))

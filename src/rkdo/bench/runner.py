@@ -8,7 +8,7 @@ It expands into jobs:
     train     (dataset, method, seed)    ONE run of max(durations) epochs, evaluated after each
                                          duration (``eval_epochs``) instead of retraining from
                                          scratch for every duration as the paper did
-    profile   (dataset)                  FLOPs and time per step (:mod:`rkdo.profile`)
+    profile   (dataset)                  FLOPs and time per step (:mod:`rkdo.bench.flops`)
 
 With a constant learning rate (the default) and per-epoch data order drawn from ``(seed, epoch)``,
 the first ``d`` epochs of a longer run are the ``d``-epoch run, so reuse changes no number; it
@@ -178,7 +178,7 @@ def _int_list(content: dict[str, Any], key: str) -> list[int]:
 
 
 def _check_options(options: dict[str, Any], where: str, reserved: Sequence[str]) -> None:
-    from rkdo.train import TrainConfig
+    from rkdo.training.loop import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - known)
@@ -292,7 +292,7 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
 
 def _train_config(grid: Grid, dataset: DatasetSpec, method: MethodSpec, seed: int,
                   overrides: dict[str, Any]) -> dict[str, Any]:
-    from rkdo.train import TrainConfig
+    from rkdo.training.loop import TrainConfig
 
     values = {**grid.settings, **dataset.options, **method.options, **overrides,
               "dataset": dataset.dataset, "seed": seed, "epochs": max(grid.durations),
@@ -304,7 +304,7 @@ def _profile_variants(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any
                       skip: dict[str, str]) -> list[list[Any]]:
     """``[label, loss options]`` of each runnable method of the grid, exactly as its runs are
     configured on ``dataset``; the treatment also at depth 1 when it recurses deeper."""
-    from rkdo.train import TrainConfig
+    from rkdo.training.loop import TrainConfig
 
     keys = ("method", "recursion", "temperature", "alpha", "depth", "beta", "debias",
             "detach_teacher", "form", "perplexity", "n_clusters")
@@ -328,13 +328,13 @@ def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool 
          ) -> list[Job]:
     """All jobs of ``grid``, seed-major (one full seed first, so partial results are usable).
 
-    Every config is checked with :func:`rkdo.train.validate` first: a method marked
+    Every config is checked with :func:`rkdo.training.loop.validate` first: a method marked
     ``optional = true`` that cannot run here (e.g. lightly not installed) gets jobs with a
     ``skip_reason``; any other invalid setting raises ``ValueError`` before anything runs.
     ``validate=False`` skips these checks (reading a store back needs none of them).
     """
-    from rkdo.train import TrainConfig
-    from rkdo.train import validate as check
+    from rkdo.training.loop import TrainConfig
+    from rkdo.training.loop import validate as check
 
     overrides = dict(overrides or {})
     bad = sorted(set(overrides) - set(EXECUTION_FIELDS))
@@ -492,7 +492,7 @@ def _metric_items(record: dict[str, Any]) -> dict[str, Any]:
 
 def _collect_run(run_dir: Path, durations: Sequence[int]) -> dict[str, Any]:
     """Per-duration metrics of a finished run from its ``metrics.jsonl`` and ``eval.json``."""
-    from rkdo.train import EVAL_FILE, METRICS_FILE
+    from rkdo.training.loop import EVAL_FILE, METRICS_FILE
 
     evals: dict[int, dict[str, Any]] = {}
     epoch_loss: dict[int, float] = {}
@@ -521,7 +521,7 @@ def _collect_run(run_dir: Path, durations: Sequence[int]) -> dict[str, Any]:
 
 
 def _run_train(job: Job, out: Path) -> dict[str, Any]:
-    from rkdo.train import CHECKPOINT_FILE, CONFIG_FILE, EVAL_FILE, TrainConfig, train
+    from rkdo.training.loop import CHECKPOINT_FILE, CONFIG_FILE, EVAL_FILE, TrainConfig, train
 
     run_dir = out / RUNS_DIR / job.slug
     config = TrainConfig.from_dict(job.config)
@@ -540,7 +540,7 @@ def _run_train(job: Job, out: Path) -> dict[str, Any]:
 
 
 def _run_floor(job: Job) -> dict[str, Any]:
-    from rkdo.train import TrainConfig, evaluate_initial
+    from rkdo.training.loop import TrainConfig, evaluate_initial
 
     config = TrainConfig.from_dict(job.config)
     device = "cuda" if config.device == "auto" and _cuda() else (
@@ -555,8 +555,8 @@ def _cuda() -> bool:
 
 
 def _run_profile(job: Job) -> dict[str, Any]:
-    from rkdo import data as data_module
-    from rkdo.profile import profile
+    from rkdo.vision import data as data_module
+    from rkdo.bench.flops import profile
 
     config = job.config
     data = data_module.load(config["dataset"], config["data_root"], config["download"])
@@ -669,7 +669,7 @@ def run_grid(
         overrides: execution settings for every run (``data_root``, ``download``, ``device``,
             ``checkpoint_every``, ``log_every``): not part of a result's identity.
         progress: show jobs done / total and an estimate of the time left (tqdm).
-        report: write ``report.md`` and figures (:mod:`rkdo.report`) when done.
+        report: write ``report.md`` and figures (:mod:`rkdo.bench.report.build`) when done.
         threads: ``torch.set_num_threads`` in every process that runs jobs (default: torch's).
         workers: jobs run at once, each in its own process (1: in this process). Only this
             process writes the store; results do not depend on the number of workers.
@@ -754,7 +754,7 @@ def run_grid(
     summary = BenchSummary(out, len(jobs), done_before, len(pending), failed, skipped,
                            time.perf_counter() - started)
     if report:
-        from rkdo.report import write_report
+        from rkdo.bench.report.build import write_report
 
         summary.report = write_report(out)
     return summary

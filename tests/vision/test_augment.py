@@ -13,7 +13,7 @@ from scipy import stats
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
-from rkdo.augment import AugmentParams, TwoViews, to_float
+from rkdo.vision.augment import AugmentParams, TwoViews, to_float
 
 COLOR_OPS = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
 
@@ -67,7 +67,7 @@ def test_matches_torchvision_per_sample(channels, in_size, out_size):
 
 
 def test_hue_shift_with_ties_and_grays_matches_torchvision():
-    from rkdo.augment import _shift_hue
+    from rkdo.vision.augment import _shift_hue
 
     # Three levels per channel: many pixels with two or three equal channels (hue ties, C = 0).
     images = (random_images(12, 3, 9, 9, seed=11) // 86).float() / 2
