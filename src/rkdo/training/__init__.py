@@ -4,6 +4,8 @@ the field recorder and the loop (checkpointed, resumable, torchrun-ready)."""
 from rkdo.training.loop import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    EXECUTION_FIELDS,
+    LOSS_FIELDS,
     EVAL_FILE,
     FIELDS_FILE,
     METRICS_FILE,
@@ -11,6 +13,7 @@ from rkdo.training.loop import (
     TrainConfig,
     TrainingError,
     build_loss,
+    config_identity,
     evaluate_initial,
     load_run,
     train,
@@ -19,6 +22,6 @@ from rkdo.training.loop import (
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",
-    "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "evaluate_initial",
+    "EXECUTION_FIELDS", "LOSS_FIELDS", "config_identity", "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "evaluate_initial",
     "load_run", "train", "validate",
 ]

@@ -129,6 +129,23 @@ class TrainConfig:
         return "in-step" if method is not None and method.recursive else "none"
 
 
+EXECUTION_FIELDS = ("data_root", "download", "device", "checkpoint_every", "log_every",
+                    "tensorboard")
+"""TrainConfig fields that say where/how a run executes, not what it computes: they may be
+overridden on the command line and do not make a stored result stale."""
+
+LOSS_FIELDS = ("method", "recursion", "temperature", "alpha", "depth", "beta", "debias",
+               "detach_teacher", "form", "perplexity", "n_clusters")
+"""TrainConfig fields that choose and parameterise the loss."""
+
+
+def config_identity(values: dict[str, Any]) -> dict[str, Any]:
+    """What a run computes: ``values`` normalised through :meth:`TrainConfig.from_dict` (missing
+    keys take their defaults, so adding a field keeps old results), execution fields dropped."""
+    normal = asdict(TrainConfig.from_dict(dict(values)))
+    return {k: v for k, v in normal.items() if k not in EXECUTION_FIELDS}
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
