@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from rkdo._validation import check_int, check_unit_interval
 from rkdo.functional import log_mix, mean_kl, recursive_kl
 from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
-from rkdo.neighbourhood import FORMS, Neighbourhood, build_neighbourhood
+from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
 from rkdo.schedules import temperature_schedule
 
 __all__ = ["IConLoss", "RKDOLoss"]
@@ -48,12 +48,6 @@ def _learned(learned: LearnedKernel | None, temperature: float | None) -> Kernel
             "not to the loss, when you pass learned=..."
         )
     return learned
-
-
-def _check_form(form: str) -> str:
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    return form
 
 
 class _NeighbourhoodLoss(nn.Module):
@@ -135,7 +129,7 @@ class IConLoss(_NeighbourhoodLoss):
         super().__init__()
         self.supervisory = _supervisory(supervisory, debias)
         self.learned = _learned(learned, temperature)
-        self.form = _check_form(form)
+        self.form = check_form(form)
         self.gather_distributed = gather_distributed
 
     def compute(self, nb: Neighbourhood) -> Tensor:
@@ -181,7 +175,7 @@ class RKDOLoss(_NeighbourhoodLoss):
         self.detach_teacher = bool(detach_teacher)
         self.supervisory = _supervisory(supervisory, debias)
         self.learned = _learned(learned, temperature)
-        self.form = _check_form(form)
+        self.form = check_form(form)
         self.gather_distributed = gather_distributed
 
     def temperatures(self) -> list[float]:

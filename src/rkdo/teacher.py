@@ -89,8 +89,22 @@ _FIELD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MIB = 2**20
 
 
-def _element_size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+def _choose_storage(storage: str, n: int, topk: int, dtype: torch.dtype, budget_mb: float
+                    ) -> str:
+    """``dense`` or ``topk``: the one asked for, or for ``auto`` dense when it fits the budget;
+    ``ValueError`` when the chosen storage exceeds the budget."""
+    dense_bytes = n * n * torch.empty((), dtype=dtype).element_size()
+    topk_bytes = n * topk * (4 + 4)  # int32 index + float32 value per entry
+    if storage == "auto":
+        storage = "dense" if dense_bytes <= budget_mb * _MIB else "topk"
+    needed = dense_bytes if storage == "dense" else topk_bytes
+    if needed > budget_mb * _MIB:
+        raise ValueError(
+            f"storage={storage!r} needs {needed / _MIB:.1f} MiB for n_samples={n}, over "
+            f"memory_budget_mb={budget_mb:g}; raise memory_budget_mb, lower topk, or use "
+            "storage='topk'"
+        )
+    return storage
 
 
 class _Batch:
@@ -198,18 +212,7 @@ class TemporalRKDOLoss(nn.Module):
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
         self.topk = min(check_int("topk", topk, low=1), n)
         self.memory_budget_mb = budget = check_positive("memory_budget_mb", memory_budget_mb)
-        dense_bytes = n * n * _element_size(dtype)
-        topk_bytes = n * self.topk * (4 + 4)
-        if storage == "auto":
-            storage = "dense" if dense_bytes <= budget * _MIB else "topk"
-        needed = dense_bytes if storage == "dense" else topk_bytes
-        if needed > budget * _MIB:
-            raise ValueError(
-                f"storage={storage!r} needs {needed / _MIB:.1f} MiB for n_samples={n}, over "
-                f"memory_budget_mb={budget:g}; raise memory_budget_mb, lower topk, or use "
-                "storage='topk'"
-            )
-        self.storage = storage
+        self.storage = storage = _choose_storage(storage, n, self.topk, dtype, budget)
 
         self.register_buffer("static_weight", torch.ones(n))
         if storage == "dense":
@@ -219,16 +222,21 @@ class TemporalRKDOLoss(nn.Module):
             self.register_buffer("sparse_value", torch.zeros(n, self.topk))
             self.register_buffer("leak", torch.zeros(n))
         if supervisory == "labels":
-            self.register_buffer("sample_labels", torch.full((n,), -1, dtype=torch.long))
-            self.register_buffer("class_counts", torch.zeros(n))
-            if labels is not None:
-                labels = torch.as_tensor(labels, dtype=torch.long)
-                if labels.shape != (n,):
-                    raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-                self.sample_labels.copy_(labels)
-                self.class_counts.index_add_(0, labels, torch.ones(n))
+            self._register_labels(labels)
         elif labels is not None:
             raise ValueError("labels= is only used with supervisory='labels'")
+
+    def _register_labels(self, labels: Tensor | None) -> None:
+        """The label kernel's buffers: each sample's label (-1: unseen) and the class sizes."""
+        n = self.n_samples
+        self.register_buffer("sample_labels", torch.full((n,), -1, dtype=torch.long))
+        self.register_buffer("class_counts", torch.zeros(n))
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long)
+            if labels.shape != (n,):
+                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            self.sample_labels.copy_(labels)
+            self.class_counts.index_add_(0, labels, torch.ones(n))
 
     # -- schedules ---------------------------------------------------------------------------
 
