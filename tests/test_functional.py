@@ -197,14 +197,6 @@ def test_entropy_and_perplexity_match_scipy() -> None:
 # ------------------------------------------------------------------------------- the recursion
 
 
-def test_temperature_schedule_reference_values() -> None:
-    # the reference notebooks' temperatures: 0.5, then 0.483, 0.467, 0.45 (MISSION.md)
-    got = fn.temperature_schedule(0.5, 0.1, 3)
-    np.testing.assert_allclose(got, [0.5, 0.5 * (1 - 0.1 / 3), 0.5 * (1 - 0.2 / 3), 0.45],
-                               rtol=1e-15)
-    assert fn.temperature_schedule(1.0, 0.0, 4) == [1.0] * 5
-
-
 def _recursive_loop(p0: np.ndarray, qs: list[np.ndarray], alpha: float) -> float:
     p = p0.copy()
     total = 0.0
@@ -293,22 +285,6 @@ def test_fixed_student_recursion_closed_form_and_jensen_bound(alpha: float) -> N
 def test_recursive_kl_needs_two_students() -> None:
     with pytest.raises(ValueError, match="K >= 1"):
         fn.recursive_kl(torch.zeros(2, 2), [torch.zeros(2, 2)], 0.5)
-
-
-@pytest.mark.parametrize(
-    "value, kwargs, ok",
-    [
-        (0.0, {}, True), (1.0, {}, True), (-0.01, {}, False), (1.01, {}, False),
-        (math.nan, {}, False), (1.0, {"high_open": True}, False),
-        (0.0, {"low_open": True}, False), (0.999, {"high_open": True}, True),
-    ],
-)
-def test_check_unit_interval(value: float, kwargs: dict, ok: bool) -> None:
-    if ok:
-        assert fn.check_unit_interval("alpha", value, **kwargs) == value
-    else:
-        with pytest.raises(ValueError, match="alpha"):
-            fn.check_unit_interval("alpha", value, **kwargs)
 
 
 def _masked_case(seed: int, rows: int = 6, cols: int = 7, depth: int = 3):

@@ -1,10 +1,8 @@
-"""The temporal teacher field: schedules, I-Con at alpha = 0, a brute-force reference, storage."""
+"""The temporal teacher field: I-Con at alpha = 0, a brute-force reference, storage."""
 
 from __future__ import annotations
 
 import io
-import math
-import pickle
 
 import numpy as np
 import pytest
@@ -12,61 +10,7 @@ import torch
 
 from rkdo import IConLoss, RKDOLoss
 from rkdo.kernels import SameLabel
-from rkdo.teacher import (
-    ALPHA_SCHEDULES,
-    TemporalRKDOLoss,
-    alpha_schedule,
-    temporal_temperature,
-)
-
-# -- schedules -------------------------------------------------------------------------------
-
-
-def test_alpha_schedules_closed_forms():
-    T = 100
-    constant = alpha_schedule("constant", 0.4, T)
-    linear = alpha_schedule("linear", 0.8, T, final=0.2)
-    cosine = alpha_schedule("cosine", 0.8, T, final=0.2)
-    step = alpha_schedule("step", 0.8, T, final=0.0, milestones=(0.5, 0.75), gamma=0.1)
-    assert [constant(t) for t in (0, 50, 100, 500)] == [0.4] * 4
-    assert linear(0) == pytest.approx(0.8) and linear(25) == pytest.approx(0.65)
-    assert linear(100) == pytest.approx(0.2) and linear(1000) == pytest.approx(0.2)
-    assert linear(-5) == pytest.approx(0.8)
-    assert cosine(0) == pytest.approx(0.8) and cosine(100) == pytest.approx(0.2)
-    assert cosine(50) == pytest.approx(0.5)
-    assert cosine(25) == pytest.approx(0.2 + 0.6 * (1 + math.cos(math.pi / 4)) / 2)
-    assert [step(t) for t in (0, 49, 50, 74, 75, 100)] == pytest.approx(
-        [0.8, 0.8, 0.08, 0.08, 0.008, 0.008]
-    )
-    # picklable, so a module holding one can be torch.save'd whole
-    assert pickle.loads(pickle.dumps(cosine))(25) == cosine(25)
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(name="exp", alpha=0.5, total_steps=10), "constant', 'linear', 'cosine', 'step"),
-        (dict(name="linear", alpha=1.5, total_steps=10), "alpha must lie in"),
-        (dict(name="linear", alpha=0.5, total_steps=0), "total_steps"),
-        (dict(name="constant", alpha=0.5, total_steps=10, final=0.1), "constant alpha"),
-        (dict(name="step", alpha=0.5, total_steps=10, milestones=(0.8, 0.2)), "milestones"),
-    ],
-)
-def test_alpha_schedule_rejects_bad_input(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        alpha_schedule(**kwargs)
-
-
-def test_alpha_schedules_listed():
-    assert ALPHA_SCHEDULES == ("constant", "linear", "cosine", "step")
-
-
-def test_temporal_temperature():
-    assert temporal_temperature(0.5, 0.1, 0, 10) == 0.5
-    assert temporal_temperature(0.5, 0.1, 5, 10) == pytest.approx(0.5 * 0.95)
-    assert temporal_temperature(0.5, 0.1, 10, 10) == pytest.approx(0.45)
-    assert temporal_temperature(0.5, 0.1, 99, 10) == pytest.approx(0.45)
-
+from rkdo.teacher import TemporalRKDOLoss
 
 # -- alpha = 0 is I-Con ----------------------------------------------------------------------
 

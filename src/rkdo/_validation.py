@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_int", "check_positive", "check_choice"]
+__all__ = ["check_int", "check_positive", "check_unit_interval", "check_choice"]
 
 
 def check_int(name: str, value: Any, low: int = 0, high: int | None = None) -> int:
@@ -35,6 +35,20 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
         return number
     bound = ">= 0" if allow_zero else "> 0"
     raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def check_unit_interval(
+    name: str, value: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
+    """``float(value)`` if it lies in the interval [0, 1] (ends open as requested), else
+    ``ValueError`` naming the interval."""
+    value = float(value)
+    low_ok = value > 0.0 if low_open else value >= 0.0
+    high_ok = value < 1.0 if high_open else value <= 1.0
+    if not (low_ok and high_ok and math.isfinite(value)):
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return value
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:

@@ -31,17 +31,17 @@ its start is undone, so every minimiser is monotone, as the theorem requires.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from rkdo.functional import check_unit_interval, log_mix, log_normalize, mean_kl
+from rkdo._validation import check_int, check_positive, check_unit_interval
+from rkdo.functional import log_mix, log_normalize, mean_kl
 from rkdo.kernels import Kernel, LearnedKernel, StudentT
 from rkdo.neighbourhood import build_neighbourhood
-from rkdo.teacher import alpha_schedule
+from rkdo.schedules import alpha_schedule
 
 __all__ = [
     "INNER_METHODS",
@@ -167,7 +167,7 @@ class FullBatchRKDO:
         log_p0: the static target ``log p(0)``, ``(n, n)`` row-normalised (``-inf`` allowed
             where ``q`` may also vanish, e.g. self-pairs).
         alpha, schedule, alpha_final: the teacher's ``alpha_t`` (see
-            :func:`rkdo.teacher.alpha_schedule`; ``t`` counts outer iterations).
+            :func:`rkdo.schedules.alpha_schedule`; ``t`` counts outer iterations).
         outer_steps: ``T``.
         inner: the inner minimiser, one of :data:`INNER_METHODS`.
         inner_steps: iterations of the inner minimiser per outer iteration.
@@ -195,10 +195,8 @@ class FullBatchRKDO:
             raise ValueError(f"inner must be one of {INNER_METHODS}, got {inner!r}")
         if inner == "exact" and not isinstance(student, FreeLogits):
             raise ValueError("inner='exact' needs a FreeLogits student (q can equal any p)")
-        if isinstance(inner_steps, bool) or int(inner_steps) != inner_steps or inner_steps < 0:
-            raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
-        if not (float(lr) > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        inner_steps = check_int("inner_steps", inner_steps, low=0)
+        lr = check_positive("lr", lr)
         if log_p0.dim() != 2 or log_p0.shape[0] != log_p0.shape[1]:
             raise ValueError(f"log_p0 must be a square (n, n) matrix, got {tuple(log_p0.shape)}")
         self.student = student
@@ -207,8 +205,8 @@ class FullBatchRKDO:
         self.alpha_at = alpha_schedule(schedule, alpha, outer_steps, final=alpha_final)
         self.outer_steps = int(outer_steps)
         self.inner = inner
-        self.inner_steps = int(inner_steps)
-        self.lr = float(lr)
+        self.inner_steps = inner_steps
+        self.lr = lr
         self.monotone = bool(monotone)
         self._optimizer: torch.optim.Optimizer | None = None
 

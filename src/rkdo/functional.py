@@ -19,6 +19,9 @@ which in log space is ``logaddexp(log(1 - alpha) + log p, log(alpha) + log q)``.
 All functions are differentiable and free of NaN gradients at ``-inf`` entries: wherever both
 operands of an operation are ``-inf`` the operation is evaluated on a finite stand-in and the
 result is put back to ``-inf`` (``masked_fill`` passes no gradient to the filled places).
+
+``check_unit_interval`` (from :mod:`rkdo._validation`) and ``temperature_schedule`` (from
+:mod:`rkdo.schedules`) are re-exported here, where they were first published.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import math
 
 import torch
 from torch import Tensor
+
+from rkdo._validation import check_unit_interval
+from rkdo.schedules import temperature_schedule
 
 __all__ = [
     "check_unit_interval",
@@ -40,19 +46,6 @@ __all__ = [
     "entropy_rows",
     "perplexity_rows",
 ]
-
-
-def check_unit_interval(
-    name: str, value: float, *, low_open: bool = False, high_open: bool = False
-) -> float:
-    """Raise ``ValueError`` unless ``value`` lies in the interval [0, 1] (ends as requested)."""
-    value = float(value)
-    low_ok = value > 0.0 if low_open else value >= 0.0
-    high_ok = value < 1.0 if high_open else value <= 1.0
-    if not (low_ok and high_ok and math.isfinite(value)):
-        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return value
 
 
 def log_normalize(scores: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -120,11 +113,6 @@ def mean_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     # a row without mass has KL 0, so summing all rows and dividing by the count is the mean
     # over rows with mass, without asking the device whether there are any (no host sync)
     return kl_rows(log_p, log_q).sum() / has_mass.sum().clamp_min(1)
-
-
-def temperature_schedule(temperature: float, beta: float, depth: int) -> list[float]:
-    """RKDO's in-step temperatures ``tau_t = tau0 * (1 - beta * t / K)`` for ``t = 0..K``."""
-    return [temperature * (1.0 - beta * t / depth) for t in range(depth + 1)]
 
 
 def recursive_kl(

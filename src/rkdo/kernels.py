@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdo.functional import check_unit_interval, log_debias, log_normalize
+from rkdo._validation import check_int, check_positive, check_unit_interval
+from rkdo.functional import log_debias, log_normalize
 from rkdo.neighbourhood import Neighbourhood
 
 __all__ = [
@@ -53,13 +54,6 @@ __all__ = [
     "Cluster",
     "calibrate_gaussian",
 ]
-
-
-def _check_temperature(name: str, value: float) -> float:
-    value = float(value)
-    if not (value > 0.0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
 
 
 class Kernel(nn.Module):
@@ -104,7 +98,7 @@ class LearnedKernel(Kernel):
         return self.log_probs(nb, [self.temperature if temperature is None else temperature])[0]
 
     def log_probs(self, nb: Neighbourhood, temperatures: Sequence[float]) -> list[Tensor]:
-        taus = [_check_temperature("temperature", tau) for tau in temperatures]
+        taus = [check_positive("temperature", tau) for tau in temperatures]
         anchors, candidates = nb.anchors, nb.candidates
         if anchors.dtype in (torch.float16, torch.bfloat16):
             anchors, candidates = anchors.float(), candidates.float()
@@ -266,9 +260,7 @@ class KNNGraph(SupervisoryKernel):
 
     def __init__(self, k: int = 10) -> None:
         super().__init__()
-        if int(k) != k or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        self.k = int(k)
+        self.k = check_int("k", k, low=1)
 
     @torch.no_grad()
     def log_prob(self, nb: Neighbourhood) -> Tensor:
@@ -296,7 +288,7 @@ class Cosine(LearnedKernel):
 
     def __init__(self, temperature: float = 0.5, normalize: bool = True) -> None:
         super().__init__()
-        self.temperature = _check_temperature("temperature", temperature)
+        self.temperature = check_positive("temperature", temperature)
         self.normalize = normalize
 
     def scores(self, anchors: Tensor, candidates: Tensor) -> Tensor:
@@ -323,7 +315,7 @@ class GaussianEmbedding(LearnedKernel):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        self.temperature = _check_temperature("temperature", temperature)
+        self.temperature = check_positive("temperature", temperature)
 
     def scores(self, anchors: Tensor, candidates: Tensor) -> Tensor:
         return -_sq_distances(anchors, candidates)
@@ -337,8 +329,8 @@ class StudentT(LearnedKernel):
 
     def __init__(self, dof: float = 1.0, temperature: float = 1.0) -> None:
         super().__init__()
-        self.dof = _check_temperature("dof", dof)
-        self.temperature = _check_temperature("temperature", temperature)
+        self.dof = check_positive("dof", dof)
+        self.temperature = check_positive("temperature", temperature)
 
     def scores(self, anchors: Tensor, candidates: Tensor) -> Tensor:
         return -0.5 * (self.dof + 1.0) * torch.log1p(_sq_distances(anchors, candidates) / self.dof)
@@ -358,12 +350,10 @@ class Cluster(LearnedKernel):
 
     def __init__(self, n_clusters: int, dim: int, temperature: float = 0.5) -> None:
         super().__init__()
-        if int(n_clusters) != n_clusters or n_clusters < 2:
-            raise ValueError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-        self.temperature = _check_temperature("temperature", temperature)
-        self.prototypes = nn.Parameter(F.normalize(torch.randn(int(n_clusters), int(dim)), dim=-1))
+        n_clusters = check_int("n_clusters", n_clusters, low=2)
+        dim = check_int("dim", dim, low=1)
+        self.temperature = check_positive("temperature", temperature)
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(n_clusters, dim), dim=-1))
 
     def responsibilities(self, z: Tensor, temperature: float | None = None) -> Tensor:
         """``log f(c|i)``, ``(B, C)``."""
@@ -376,7 +366,7 @@ class Cluster(LearnedKernel):
         return [self.log_prob(nb, tau) for tau in temperatures]
 
     def log_prob(self, nb: Neighbourhood, temperature: float | None = None) -> Tensor:
-        tau = self.temperature if temperature is None else _check_temperature(
+        tau = self.temperature if temperature is None else check_positive(
             "temperature", temperature
         )
         dtype = torch.promote_types(nb.anchors.dtype, torch.float32)

@@ -24,15 +24,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rkdo.functional import (
-    check_unit_interval,
-    log_mix,
-    mean_kl,
-    recursive_kl,
-    temperature_schedule,
-)
+from rkdo._validation import check_int, check_unit_interval
+from rkdo.functional import log_mix, mean_kl, recursive_kl
 from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
-from rkdo.neighbourhood import FORMS, Neighbourhood, build_neighbourhood
+from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
+from rkdo.schedules import temperature_schedule
 
 __all__ = ["IConLoss", "RKDOLoss"]
 
@@ -52,12 +48,6 @@ def _learned(learned: LearnedKernel | None, temperature: float | None) -> Kernel
             "not to the loss, when you pass learned=..."
         )
     return learned
-
-
-def _check_form(form: str) -> str:
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    return form
 
 
 class _NeighbourhoodLoss(nn.Module):
@@ -139,7 +129,7 @@ class IConLoss(_NeighbourhoodLoss):
         super().__init__()
         self.supervisory = _supervisory(supervisory, debias)
         self.learned = _learned(learned, temperature)
-        self.form = _check_form(form)
+        self.form = check_form(form)
         self.gather_distributed = gather_distributed
 
     def compute(self, nb: Neighbourhood) -> Tensor:
@@ -180,14 +170,12 @@ class RKDOLoss(_NeighbourhoodLoss):
     ) -> None:
         super().__init__()
         self.alpha = check_unit_interval("alpha", alpha)
-        if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-        self.depth = int(depth)
+        self.depth = check_int("depth", depth, low=1)
         self.beta = check_unit_interval("beta", beta, high_open=True)
         self.detach_teacher = bool(detach_teacher)
         self.supervisory = _supervisory(supervisory, debias)
         self.learned = _learned(learned, temperature)
-        self.form = _check_form(form)
+        self.form = check_form(form)
         self.gather_distributed = gather_distributed
 
     def temperatures(self) -> list[float]:

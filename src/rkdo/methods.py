@@ -23,7 +23,7 @@ notebooks' baseline and method with their exact hyper-parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rkdo.kernels import (
@@ -54,8 +54,7 @@ class Method:
     debias: float = 0.0
     recursive: bool = False
     needs: tuple[str, ...] = ()
-    learnable: bool = False
-    options: tuple[str, ...] = field(default=())
+    options: tuple[str, ...] = ()
 
 
 def _augmentation(_: dict[str, Any]) -> Kernel:
@@ -106,10 +105,9 @@ METHODS: dict[str, Method] = {
                _gaussian_input, _student_t, form="single", needs=("inputs",),
                options=("perplexity", "dof", "temperature")),
         Method("cluster", "I-Con contrastive clustering: augmentation pairs vs cluster kernel",
-               _augmentation, _cluster, learnable=True,
-               options=("n_clusters", "dim", "temperature")),
+               _augmentation, _cluster, options=("n_clusters", "dim", "temperature")),
         Method("kmeans", "I-Con k-means: Gaussian on inputs vs cluster kernel",
-               _gaussian_input, _cluster, form="single", needs=("inputs",), learnable=True,
+               _gaussian_input, _cluster, form="single", needs=("inputs",),
                options=("perplexity", "n_clusters", "dim", "temperature")),
     )
 }

@@ -17,6 +17,7 @@ gradient-correct gather, so negatives are global; anchors stay local.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from rkdo import distributed
 
-__all__ = ["FORMS", "Neighbourhood", "build_neighbourhood"]
+__all__ = ["FORMS", "Neighbourhood", "build_neighbourhood", "check_form"]
 
 FORMS = ("pair", "symmetric", "single")
 
@@ -77,20 +78,15 @@ def _check_fact(name: str, value: Tensor | None, batch: int) -> Tensor | None:
     return value
 
 
-def build_neighbourhood(
-    z1: Tensor,
-    z2: Tensor | None = None,
-    *,
-    form: str = "pair",
-    ids: Tensor | None = None,
-    labels: Tensor | None = None,
-    inputs: Tensor | None = None,
-    assignments: Tensor | None = None,
-    gather_distributed: bool = False,
-) -> Neighbourhood:
-    """Arrange one or two views of a batch into anchors and candidates (see module docstring)."""
+def check_form(form: str) -> str:
+    """``form`` if it is one of :data:`FORMS`, else ``ValueError``."""
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    return form
+
+
+def _check_views(z1: Tensor, z2: Tensor | None, form: str) -> int:
+    """The batch size, once the views suit the form."""
     if z1.dim() != 2:
         raise ValueError(f"embeddings must be 2-D (batch, dim), got shape {tuple(z1.shape)}")
     batch = z1.shape[0]
@@ -110,52 +106,44 @@ def build_neighbourhood(
                 f"the two views must have the same shape, got {tuple(z1.shape)} and "
                 f"{tuple(z2.shape)}"
             )
-    device = z1.device
+    return batch
+
+
+def build_neighbourhood(
+    z1: Tensor,
+    z2: Tensor | None = None,
+    *,
+    form: str = "pair",
+    ids: Tensor | None = None,
+    labels: Tensor | None = None,
+    inputs: Tensor | None = None,
+    assignments: Tensor | None = None,
+    gather_distributed: bool = False,
+) -> Neighbourhood:
+    """Arrange one or two views of a batch into anchors and candidates (see module docstring)."""
+    check_form(form)
+    batch = _check_views(z1, z2, form)
     facts = {
         name: _check_fact(name, value, batch)
         for name, value in (("ids", ids), ("labels", labels), ("inputs", inputs),
                             ("assignments", assignments))
     }
-
     world, rank = 1, 0
     gather = lambda t: t  # noqa: E731
     gather_facts = lambda t: t  # noqa: E731
     if gather_distributed and distributed.is_distributed():
         world, rank = distributed.world_size(), distributed.rank()
         gather, gather_facts = distributed.gather, distributed.gather_no_grad
-    offset = rank * batch
-    samples = world * batch
-
     if facts["ids"] is None:
-        facts["ids"] = torch.arange(samples, device=device)
+        facts["ids"] = torch.arange(world * batch, device=z1.device)
     else:
         facts["ids"] = gather_facts(facts["ids"])
     for name in ("labels", "inputs", "assignments"):
         if facts[name] is not None:
             facts[name] = gather_facts(facts[name])
-
-    local = torch.arange(batch, device=device)
-    if form == "pair":
-        anchors, candidates = z1, gather(z2)
-        anchor_index = offset + local
-        candidate_index = torch.arange(samples, device=device)
-        mask = None
-    elif form == "symmetric":
-        anchors = torch.cat([z1, z2], dim=0)
-        candidates = gather(anchors)
-        anchor_index = offset + torch.cat([local, local])
-        # rank r contributes [view1_r; view2_r], i.e. samples r*B..r*B+B-1 twice
-        per_rank = torch.cat([local, local])
-        candidate_index = (
-            torch.arange(world, device=device).repeat_interleave(2 * batch) * batch
-            + per_rank.repeat(world)
-        )
-        mask = _self_mask(2 * batch, world * 2 * batch, rank * 2 * batch, device)
-    else:
-        anchors, candidates = z1, gather(z1)
-        anchor_index = offset + local
-        candidate_index = torch.arange(samples, device=device)
-        mask = _self_mask(batch, samples, offset, device)
+    anchors, candidates, anchor_index, candidate_index, mask = _arrange(
+        form, z1, z2, gather, world, rank
+    )
     return Neighbourhood(
         anchors=anchors,
         candidates=candidates,
@@ -164,6 +152,30 @@ def build_neighbourhood(
         mask=mask,
         **facts,
     )
+
+
+def _arrange(
+    form: str, z1: Tensor, z2: Tensor | None, gather: Callable[[Tensor], Tensor], world: int,
+    rank: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Anchors, candidates, their sample indices and the mask of ``form`` on rank ``rank``."""
+    batch, device = z1.shape[0], z1.device
+    offset, samples = rank * batch, world * batch
+    local = torch.arange(batch, device=device)
+    if form == "pair":
+        return z1, gather(z2), offset + local, torch.arange(samples, device=device), None
+    if form == "symmetric":
+        anchors = torch.cat([z1, z2], dim=0)
+        # rank r contributes [view1_r; view2_r], i.e. samples r*B..r*B+B-1 twice
+        per_rank = torch.cat([local, local])
+        candidate_index = (
+            torch.arange(world, device=device).repeat_interleave(2 * batch) * batch
+            + per_rank.repeat(world)
+        )
+        mask = _self_mask(2 * batch, world * 2 * batch, rank * 2 * batch, device)
+        return anchors, gather(anchors), offset + per_rank, candidate_index, mask
+    mask = _self_mask(batch, samples, offset, device)
+    return z1, gather(z1), offset + local, torch.arange(samples, device=device), mask
 
 
 def _self_mask(rows: int, cols: int, offset: int, device: torch.device) -> Tensor:

@@ -8,7 +8,8 @@ samples, pulled towards the student's past beliefs,
 
 with ``alpha_t`` annealed from large (the teacher meets the student) to small (the teacher holds
 its ground), and the student's temperature ``tau(t) = tau0 (1 - beta t / T)`` over the ``T``
-training steps (distinct from the in-step schedule of :class:`~rkdo.losses.RKDOLoss`).
+training steps (distinct from the in-step schedule of :class:`~rkdo.losses.RKDOLoss`); both
+schedules live in :mod:`rkdo.schedules` and are re-exported here.
 
 In a mini-batch step the student only sees the candidates ``C`` of the batch (the view-2
 embeddings of the batch's samples, named by their dataset indices). For each anchor ``i``:
@@ -55,24 +56,22 @@ and every rank applies the updates of the global batch, so all ranks hold the sa
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
 from rkdo import distributed
-from rkdo.functional import (
-    check_unit_interval,
-    log_debias,
-    log_normalize,
-    mean_kl,
-    recursive_kl,
-    temperature_schedule,
-)
+from rkdo._validation import check_int, check_positive, check_unit_interval
+from rkdo.functional import log_debias, log_normalize, mean_kl, recursive_kl
 from rkdo.kernels import Cosine
 from rkdo.losses import RKDOLoss
 from rkdo.neighbourhood import build_neighbourhood
+from rkdo.schedules import (
+    ALPHA_SCHEDULES,
+    AlphaSchedule,
+    alpha_schedule,
+    temperature_schedule,
+    temporal_temperature,
+)
 
 __all__ = [
     "ALPHA_SCHEDULES",
@@ -84,100 +83,28 @@ __all__ = [
     "TemporalRKDOLoss",
 ]
 
-ALPHA_SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine", "step")
 STORAGES: tuple[str, ...] = ("auto", "dense", "topk")
 SUPERVISORY: tuple[str, ...] = ("augmentation", "labels")
 _FIELD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MIB = 2**20
 
 
-def _check_steps(total_steps: int) -> int:
-    if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 1:
-        raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-    return int(total_steps)
-
-
-class AlphaSchedule:
-    """A picklable ``alpha_t`` schedule; build one with :func:`alpha_schedule`."""
-
-    def __init__(self, name: str, alpha: float, total_steps: int, final: float,
-                 milestones: tuple[float, ...], gamma: float) -> None:
-        self.name, self.alpha, self.total_steps = name, alpha, total_steps
-        self.final, self.milestones, self.gamma = final, milestones, gamma
-
-    def progress(self, step: int) -> float:
-        """``s = min(max(t, 0), T) / T``."""
-        return min(max(int(step), 0), self.total_steps) / self.total_steps
-
-    def __call__(self, step: int) -> float:
-        alpha, final = self.alpha, self.final
-        if self.name == "constant":
-            return alpha
-        s = self.progress(step)
-        if self.name == "linear":
-            return alpha + (final - alpha) * s
-        if self.name == "cosine":
-            return final + (alpha - final) * 0.5 * (1.0 + math.cos(math.pi * s))
-        passed = sum(s >= m for m in self.milestones)
-        return final + (alpha - final) * self.gamma**passed
-
-    def __repr__(self) -> str:
-        return (f"AlphaSchedule({self.name!r}, alpha={self.alpha}, total_steps={self.total_steps}, "
-                f"final={self.final})")
-
-
-def alpha_schedule(
-    name: str,
-    alpha: float,
-    total_steps: int,
-    *,
-    final: float = 0.0,
-    milestones: Sequence[float] = (0.5, 0.75),
-    gamma: float = 0.1,
-) -> AlphaSchedule:
-    """The teacher's update rate ``alpha_t`` as a function of the training step ``t``.
-
-    With ``s = min(max(t, 0), T) / T`` and ``T = total_steps``:
-
-    - ``constant``: ``alpha_t = alpha`` (``final`` must equal ``alpha`` or be left at 0);
-    - ``linear``:   ``alpha_t = alpha + (final - alpha) s``;
-    - ``cosine``:   ``alpha_t = final + (alpha - final) (1 + cos(pi s)) / 2``;
-    - ``step``:     ``alpha_t = final + (alpha - final) gamma^m``, ``m`` = milestones passed
-      (milestones are fractions of ``T`` in (0, 1), increasing).
-
-    ``alpha`` is where the teacher starts (large: it meets the student), ``final`` where it ends
-    (small: it holds its ground). The result is a callable ``step -> alpha_t``.
-    """
-    if name not in ALPHA_SCHEDULES:
-        raise ValueError(f"alpha schedule must be one of {ALPHA_SCHEDULES}, got {name!r}")
-    alpha = check_unit_interval("alpha", alpha)
-    final = check_unit_interval("alpha_final", final)
-    total = _check_steps(total_steps)
-    if name == "constant" and final not in (0.0, alpha):
+def _choose_storage(storage: str, n: int, topk: int, dtype: torch.dtype, budget_mb: float
+                    ) -> str:
+    """``dense`` or ``topk``: the one asked for, or for ``auto`` dense when it fits the budget;
+    ``ValueError`` when the chosen storage exceeds the budget."""
+    dense_bytes = n * n * torch.empty((), dtype=dtype).element_size()
+    topk_bytes = n * topk * (4 + 4)  # int32 index + float32 value per entry
+    if storage == "auto":
+        storage = "dense" if dense_bytes <= budget_mb * _MIB else "topk"
+    needed = dense_bytes if storage == "dense" else topk_bytes
+    if needed > budget_mb * _MIB:
         raise ValueError(
-            f"a constant alpha schedule has no final value; got alpha_final={final} != "
-            f"alpha={alpha}; use schedule 'linear', 'cosine' or 'step' to anneal"
+            f"storage={storage!r} needs {needed / _MIB:.1f} MiB for n_samples={n}, over "
+            f"memory_budget_mb={budget_mb:g}; raise memory_budget_mb, lower topk, or use "
+            "storage='topk'"
         )
-    marks = tuple(float(m) for m in milestones)
-    gamma = check_unit_interval("gamma", gamma)
-    if name == "step" and (
-        not marks or any(not 0.0 < m < 1.0 for m in marks) or list(marks) != sorted(marks)
-    ):
-        raise ValueError(
-            f"milestones must be increasing fractions of total_steps in (0, 1), got {milestones!r}"
-        )
-    return AlphaSchedule(name, alpha, total, final, marks, gamma)
-
-
-def temporal_temperature(temperature: float, beta: float, step: int, total_steps: int) -> float:
-    """The paper's temporal schedule ``tau(t) = tau0 (1 - beta t / T)``, ``t`` clamped to [0, T]."""
-    total = _check_steps(total_steps)
-    t = min(max(int(step), 0), total)
-    return temperature * (1.0 - beta * t / total)
-
-
-def _element_size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return storage
 
 
 class _Batch:
@@ -262,10 +189,8 @@ class TemporalRKDOLoss(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
-            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-        self.n_samples = n = int(n_samples)
-        self.total_steps = _check_steps(total_steps)
+        self.n_samples = n = check_int("n_samples", n_samples, low=2)
+        self.total_steps = check_int("total_steps", total_steps, low=1)
         self.alpha = check_unit_interval("alpha", alpha)
         self.alpha_final = check_unit_interval("alpha_final", alpha_final)
         self.schedule = schedule
@@ -285,27 +210,9 @@ class TemporalRKDOLoss(nn.Module):
             raise ValueError(f"dtype must be one of {_FIELD_DTYPES}, got {dtype!r}")
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
-        if isinstance(topk, bool) or int(topk) != topk or topk < 1:
-            raise ValueError(f"topk must be an integer >= 1, got {topk!r}")
-        self.topk = min(int(topk), n)
-        budget = float(memory_budget_mb)
-        if not (budget > 0 and math.isfinite(budget)):
-            raise ValueError(
-                f"memory_budget_mb must be a finite number > 0, got {memory_budget_mb!r}"
-            )
-        self.memory_budget_mb = budget
-        dense_bytes = n * n * _element_size(dtype)
-        topk_bytes = n * self.topk * (4 + 4)
-        if storage == "auto":
-            storage = "dense" if dense_bytes <= budget * _MIB else "topk"
-        needed = dense_bytes if storage == "dense" else topk_bytes
-        if needed > budget * _MIB:
-            raise ValueError(
-                f"storage={storage!r} needs {needed / _MIB:.1f} MiB for n_samples={n}, over "
-                f"memory_budget_mb={budget:g}; raise memory_budget_mb, lower topk, or use "
-                "storage='topk'"
-            )
-        self.storage = storage
+        self.topk = min(check_int("topk", topk, low=1), n)
+        self.memory_budget_mb = budget = check_positive("memory_budget_mb", memory_budget_mb)
+        self.storage = storage = _choose_storage(storage, n, self.topk, dtype, budget)
 
         self.register_buffer("static_weight", torch.ones(n))
         if storage == "dense":
@@ -315,16 +222,21 @@ class TemporalRKDOLoss(nn.Module):
             self.register_buffer("sparse_value", torch.zeros(n, self.topk))
             self.register_buffer("leak", torch.zeros(n))
         if supervisory == "labels":
-            self.register_buffer("sample_labels", torch.full((n,), -1, dtype=torch.long))
-            self.register_buffer("class_counts", torch.zeros(n))
-            if labels is not None:
-                labels = torch.as_tensor(labels, dtype=torch.long)
-                if labels.shape != (n,):
-                    raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-                self.sample_labels.copy_(labels)
-                self.class_counts.index_add_(0, labels, torch.ones(n))
+            self._register_labels(labels)
         elif labels is not None:
             raise ValueError("labels= is only used with supervisory='labels'")
+
+    def _register_labels(self, labels: Tensor | None) -> None:
+        """The label kernel's buffers: each sample's label (-1: unseen) and the class sizes."""
+        n = self.n_samples
+        self.register_buffer("sample_labels", torch.full((n,), -1, dtype=torch.long))
+        self.register_buffer("class_counts", torch.zeros(n))
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long)
+            if labels.shape != (n,):
+                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            self.sample_labels.copy_(labels)
+            self.class_counts.index_add_(0, labels, torch.ones(n))
 
     # -- schedules ---------------------------------------------------------------------------
 

@@ -1,12 +1,40 @@
 """Evaluation: metrics on arrays (:mod:`.metrics`), protocols that need a model (:mod:`.protocols`)
-and paired statistics across seeds (:mod:`.stats`)."""
+and paired statistics across seeds (:mod:`.stats`).
 
+:data:`PROTOCOLS`, :data:`FULL_METRICS` and :data:`PAPER_METRICS` are defined once, in
+:mod:`.protocols`; import them from here.
+"""
+
+from rkdo.evaluation.metrics import (
+    cluster_accuracy,
+    kmeans_metrics,
+    knn_accuracies,
+    knn_accuracy,
+    linear_probe,
+    neighbourhood_accuracy,
+)
 from rkdo.evaluation.protocols import (
     FULL_METRICS,
     PAPER_METRICS,
     PROTOCOLS,
     evaluate,
     extract_features,
+    heldout_icon_loss,
+    paper_protocol,
 )
 
-__all__ = ["FULL_METRICS", "PAPER_METRICS", "PROTOCOLS", "evaluate", "extract_features"]
+__all__ = [
+    "FULL_METRICS",
+    "PAPER_METRICS",
+    "PROTOCOLS",
+    "cluster_accuracy",
+    "evaluate",
+    "extract_features",
+    "heldout_icon_loss",
+    "kmeans_metrics",
+    "knn_accuracies",
+    "knn_accuracy",
+    "linear_probe",
+    "neighbourhood_accuracy",
+    "paper_protocol",
+]

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rkdo._validation import check_int, check_unit_interval
+
 __all__ = [
     "MIN_N_TTEST",
     "MIN_N_WILCOXON",
@@ -93,10 +95,8 @@ def bootstrap_ci(
     """
     from scipy.stats import bootstrap
 
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    confidence = check_unit_interval("confidence", confidence, low_open=True, high_open=True)
+    n_resamples = check_int("n_resamples", n_resamples, low=1)
     array = _as_array(values, "values")
     if array.size < 2:
         return None
@@ -113,8 +113,7 @@ def bootstrap_ci(
 
 def min_wilcoxon_pvalue(n: int) -> float:
     """The smallest two-sided exact p-value the Wilcoxon signed-rank test can give at ``n``."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int("n", n, low=1)
     return min(1.0, 2.0 / 2.0**n)
 
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdo.functional import check_unit_interval
+from rkdo._validation import check_int, check_unit_interval
 
 __all__ = ["AugmentParams", "TwoViews", "to_float", "GRAY_WEIGHTS"]
 
@@ -162,11 +162,9 @@ class TwoViews(nn.Module):
         gray_p: float = 0.2,
     ) -> None:
         super().__init__()
-        if isinstance(size, bool) or int(size) != size or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
+        self.size = check_int("size", size, low=1)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        self.size = int(size)
         self.channels = int(channels)
         self.scale = _check_range("scale", scale, 0.0, 1.0)
         self.ratio = _check_range("ratio", ratio, 0.0, math.inf)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rkdo._validation import check_int
+
 __all__ = [
     "ENCODERS",
     "ProjectionHead",
@@ -51,12 +53,6 @@ def min_image_size(encoder: str) -> int:
 def _check_encoder(encoder: str) -> None:
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
-
-
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class ProjectionHead(nn.Module):
@@ -156,10 +152,10 @@ def build_model(
         hidden_dim: hidden width of the projection head (512 in the reference).
     """
     _check_encoder(encoder)
-    in_channels = _check_positive("in_channels", in_channels)
-    image_size = _check_positive("image_size", image_size)
-    embedding_dim = _check_positive("embedding_dim", embedding_dim)
-    hidden_dim = _check_positive("hidden_dim", hidden_dim)
+    in_channels = check_int("in_channels", in_channels, low=1)
+    image_size = check_int("image_size", image_size, low=1)
+    embedding_dim = check_int("embedding_dim", embedding_dim, low=1)
+    hidden_dim = check_int("hidden_dim", hidden_dim, low=1)
     if image_size < _MIN_IMAGE_SIZE[encoder]:
         fits = [e for e in ENCODERS if _MIN_IMAGE_SIZE[e] <= image_size]
         raise ValueError(
