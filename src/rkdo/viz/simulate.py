@@ -17,20 +17,21 @@ where ``v1, v2`` are two Gaussian "augmentations" of the points. The teacher is 
 target within a frame (no gradient flows into it). Everything is drawn from one
 ``torch.Generator`` seeded with ``seed``, so a seed gives the same frames bit for bit.
 
-The kernels and the KL come from the core (:mod:`rkdo.kernels`, :mod:`rkdo.functional`); the
-result holds the fields in the same layout as a training run's ``fields.npz``.
+The kernels and the KL come from the core (:mod:`rkdo.kernels`, :mod:`rkdo.functional`);
+``Simulation.fields`` is a :class:`rkdo.fields.Fields`, saved like a training run's
+``fields.npz`` by :func:`rkdo.fields.save_fields`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rkdo._validation import check_int, check_positive
+from rkdo.fields import Fields
 from rkdo.functional import check_unit_interval, kl_rows, log_mix
 from rkdo.kernels import Augmentation, Cosine
 from rkdo.neighbourhood import build_neighbourhood
@@ -60,32 +61,10 @@ class Simulation:
     loss: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
 
-    def save_fields(self, path: str | Path) -> Path:
-        """Write ``steps``, ``teacher``, ``student``, ``labels`` as a training run's fields.npz."""
-        path = Path(path)
-        np.savez_compressed(
-            path,
-            steps=self.steps.astype(np.int64),
-            teacher=self.teacher.astype(np.float32),
-            student=self.student.astype(np.float32),
-            labels=self.labels.astype(np.int64),
-        )
-        return path
-
-
-def _check_int(name: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    value = float(value)
-    ok = value >= 0.0 if allow_zero else value > 0.0
-    if not (ok and math.isfinite(value)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
+    @property
+    def fields(self) -> Fields:
+        """The teacher and student fields with the steps and labels, as a run records them."""
+        return Fields(self.teacher, self.student, self.steps, self.labels)
 
 
 def simulate(
@@ -120,16 +99,16 @@ def simulate(
         debias: uniform leak ``a`` of the initial teacher, in [0, 1).
         seed: seed of the generator; the same seed gives the same frames.
     """
-    n_points = _check_int("n_points", n_points, 2)
-    dim = _check_int("dim", dim, 2)
-    clusters = _check_int("clusters", clusters, 1)
+    n_points = check_int("n_points", n_points, 2)
+    dim = check_int("dim", dim, 2)
+    clusters = check_int("clusters", clusters, 1)
     if clusters > n_points:
         raise ValueError(f"clusters must lie in [1, n_points={n_points}], got {clusters}")
-    frames = _check_int("frames", frames, 1)
-    steps_per_frame = _check_int("steps_per_frame", steps_per_frame, 0)
-    spread = _check_positive("spread", spread, allow_zero=True)
-    jitter = _check_positive("jitter", jitter, allow_zero=True)
-    lr = _check_positive("lr", lr, allow_zero=True)
+    frames = check_int("frames", frames, 1)
+    steps_per_frame = check_int("steps_per_frame", steps_per_frame, 0)
+    spread = check_positive("spread", spread, allow_zero=True)
+    jitter = check_positive("jitter", jitter, allow_zero=True)
+    lr = check_positive("lr", lr, allow_zero=True)
     alpha = check_unit_interval("alpha", alpha)
     debias = check_unit_interval("debias", debias, high_open=True)
     config = dict(n_points=n_points, dim=dim, clusters=clusters, spread=spread, jitter=jitter,
