@@ -79,11 +79,18 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}") from None
 
 
-def _add_commands(sub: argparse._SubParsersAction) -> None:
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
+
+def _add_commands(sub: argparse._SubParsersAction) -> None:
+    _add_kaleidoscope(sub)
+    _add_curves(sub)
+    _add_embedding(sub)
+
+
+def _add_kaleidoscope(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser(
-        "kaleidoscope", formatter_class=formatter,
+        "kaleidoscope", formatter_class=_FORMATTER,
         help="animate teacher p and student q fields as a star graph (GIF or MP4)",
         description=(
             "The RKDO kaleidoscope. Nodes on a circle; each directed edge i->j is drawn with "
@@ -110,15 +117,19 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
                    help="number of anchors drawn (a label-balanced subset of a run's probes)")
     k.add_argument("--theme", choices=("dark", "light"), default="dark", help="colour theme")
     k.add_argument("--frames", type=int, default=None,
-                   help="number of frames (default: 50 simulated; all recorded ones for --run, "
-                        "else evenly spaced)")
+                   help=f"number of frames (default: {_SIMULATED_FRAMES} simulated; all recorded "
+                        "ones for --run, else evenly spaced)")
     k.add_argument("--fps", type=_positive_float, default=10.0, help="frames per second")
     k.add_argument("--dpi", type=_positive_float, default=100.0,
                    help="resolution (the split view is 13 x 7 inches)")
     k.add_argument("--cmap", default="coolwarm",
                    help="matplotlib colormap of the KL terms (a diverging one)")
     k.add_argument("--title", default="RKDO kaleidoscope", help="title text")
-    simulation = k.add_argument_group("simulation (--simulate)")
+    _add_simulation_arguments(k.add_argument_group("simulation (--simulate)"))
+    k.set_defaults(func=_cmd_kaleidoscope)
+
+
+def _add_simulation_arguments(simulation: argparse._ArgumentGroup) -> None:
     simulation.add_argument("--points", type=int, default=None,
                             help="number of simulated points N (default: --nodes)")
     simulation.add_argument("--dim", type=int, default=3, help="dimension D of the points")
@@ -141,10 +152,11 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
                             help="random seed (same seed, same frames)")
     simulation.add_argument("--save-fields", metavar="FILE.npz", default=None,
                             help="also write the simulated fields in the fields.npz format")
-    k.set_defaults(func=_cmd_kaleidoscope)
 
+
+def _add_curves(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
-        "curves", formatter_class=formatter,
+        "curves", formatter_class=_FORMATTER,
         help="training loss and evaluation metrics of one or more runs (PNG)",
         description=(
             "Plot each run's training loss (from metrics.jsonl) and every evaluation metric "
@@ -163,8 +175,10 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dpi", type=_positive_float, default=100.0, help="resolution")
     c.set_defaults(func=_cmd_curves)
 
+
+def _add_embedding(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
-        "embedding", formatter_class=formatter,
+        "embedding", formatter_class=_FORMATTER,
         help="2-D map of a run's test-set features coloured by label (PNG)",
         description=(
             "Load a trained run, compute the frozen features of its test images and draw them "

@@ -38,6 +38,8 @@ from rkdo.neighbourhood import build_neighbourhood
 
 __all__ = ["Simulation", "simulate"]
 
+_DTYPE = torch.float64
+
 
 @dataclass
 class Simulation:
@@ -99,38 +101,18 @@ def simulate(
         debias: uniform leak ``a`` of the initial teacher, in [0, 1).
         seed: seed of the generator; the same seed gives the same frames.
     """
-    n_points = check_int("n_points", n_points, 2)
-    dim = check_int("dim", dim, 2)
-    clusters = check_int("clusters", clusters, 1)
-    if clusters > n_points:
-        raise ValueError(f"clusters must lie in [1, n_points={n_points}], got {clusters}")
-    frames = check_int("frames", frames, 1)
-    steps_per_frame = check_int("steps_per_frame", steps_per_frame, 0)
-    spread = check_positive("spread", spread, allow_zero=True)
-    jitter = check_positive("jitter", jitter, allow_zero=True)
-    lr = check_positive("lr", lr, allow_zero=True)
-    alpha = check_unit_interval("alpha", alpha)
-    debias = check_unit_interval("debias", debias, high_open=True)
-    config = dict(n_points=n_points, dim=dim, clusters=clusters, spread=spread, jitter=jitter,
-                  temperature=temperature, alpha=alpha, lr=lr, frames=frames,
-                  steps_per_frame=steps_per_frame, debias=debias, seed=int(seed))
-
-    dtype = torch.float64
-    generator = torch.Generator().manual_seed(int(seed))
-    student_kernel = Cosine(temperature)
-    centres = torch.nn.functional.normalize(
-        torch.randn(clusters, dim, generator=generator, dtype=dtype), dim=-1
-    )
-    labels = torch.arange(n_points) * clusters // n_points
-    points = centres[labels] + spread * torch.randn(n_points, dim, generator=generator,
-                                                    dtype=dtype)
-    points.requires_grad_(True)
-
+    config = _checked_config(n_points=n_points, dim=dim, clusters=clusters, spread=spread,
+                             jitter=jitter, temperature=temperature, alpha=alpha, lr=lr,
+                             frames=frames, steps_per_frame=steps_per_frame, debias=debias,
+                             seed=seed)
+    generator = torch.Generator().manual_seed(config["seed"])
+    student_kernel = Cosine(config["temperature"])
+    points, labels = _initial_points(config, generator)
     start = build_neighbourhood(points.detach(), points.detach(), form="pair")
-    log_teacher = Augmentation().leak(debias).log_prob(start)
+    log_teacher = Augmentation().leak(config["debias"]).log_prob(start)
 
     teachers, students, positions, losses = [], [], [], []
-    for _ in range(frames):
+    for _ in range(config["frames"]):
         with torch.no_grad():
             clean = points.detach()
             log_student = student_kernel.log_prob(build_neighbourhood(clean, clean, form="pair"))
@@ -138,18 +120,12 @@ def simulate(
         students.append(log_student.exp())
         positions.append(clean.clone())
         losses.append(kl_rows(log_teacher, log_student).mean())
-        for _ in range(steps_per_frame):
-            view1 = points + jitter * torch.randn(points.shape, generator=generator, dtype=dtype)
-            view2 = points + jitter * torch.randn(points.shape, generator=generator, dtype=dtype)
-            log_q = student_kernel.log_prob(build_neighbourhood(view1, view2, form="pair"))
-            loss = kl_rows(log_teacher, log_q).mean()
-            (gradient,) = torch.autograd.grad(loss, points)
-            with torch.no_grad():  # plain SGD (torch.optim would import torch._dynamo: seconds)
-                points -= lr * gradient
-        log_teacher = log_mix(log_teacher, log_student, alpha)
+        for _ in range(config["steps_per_frame"]):
+            _sgd_step(points, log_teacher, student_kernel, config, generator)
+        log_teacher = log_mix(log_teacher, log_student, config["alpha"])
 
     return Simulation(
-        steps=np.arange(frames, dtype=np.int64) * steps_per_frame,
+        steps=np.arange(config["frames"], dtype=np.int64) * config["steps_per_frame"],
         teacher=torch.stack(teachers).numpy(),
         student=torch.stack(students).numpy(),
         positions=torch.stack(positions).numpy(),
@@ -157,3 +133,45 @@ def simulate(
         loss=torch.stack(losses).numpy(),
         config=config,
     )
+
+
+def _checked_config(**arguments: Any) -> dict[str, Any]:
+    """The arguments of :func:`simulate`, checked and in their canonical types."""
+    config = dict(arguments)
+    for name, low in (("n_points", 2), ("dim", 2), ("clusters", 1), ("frames", 1),
+                      ("steps_per_frame", 0)):
+        config[name] = check_int(name, config[name], low)
+    if config["clusters"] > config["n_points"]:
+        raise ValueError(f"clusters must lie in [1, n_points={config['n_points']}], "
+                         f"got {config['clusters']}")
+    for name in ("spread", "jitter", "lr"):
+        config[name] = check_positive(name, config[name], allow_zero=True)
+    config["alpha"] = check_unit_interval("alpha", config["alpha"])
+    config["debias"] = check_unit_interval("debias", config["debias"], high_open=True)
+    config["seed"] = int(config["seed"])
+    return config
+
+
+def _initial_points(config: dict[str, Any],
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points around unit-vector centres (leaf tensor with gradient) and their cluster labels."""
+    n_points, dim, clusters = config["n_points"], config["dim"], config["clusters"]
+    centres = torch.nn.functional.normalize(
+        torch.randn(clusters, dim, generator=generator, dtype=_DTYPE), dim=-1
+    )
+    labels = torch.arange(n_points) * clusters // n_points
+    noise = torch.randn(n_points, dim, generator=generator, dtype=_DTYPE)
+    points = centres[labels] + config["spread"] * noise
+    return points.requires_grad_(True), labels
+
+
+def _sgd_step(points: torch.Tensor, log_teacher: torch.Tensor, kernel: Cosine,
+              config: dict[str, Any], generator: torch.Generator) -> None:
+    """One SGD step of ``points`` (in place) on the two-view I-Con loss against the teacher."""
+    jitter = config["jitter"]
+    view1 = points + jitter * torch.randn(points.shape, generator=generator, dtype=_DTYPE)
+    view2 = points + jitter * torch.randn(points.shape, generator=generator, dtype=_DTYPE)
+    log_q = kernel.log_prob(build_neighbourhood(view1, view2, form="pair"))
+    (gradient,) = torch.autograd.grad(kl_rows(log_teacher, log_q).mean(), points)
+    with torch.no_grad():  # plain SGD (torch.optim would import torch._dynamo: seconds)
+        points -= config["lr"] * gradient
