@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rkdo.fields import save_fields
 from rkdo.viz.simulate import simulate
 
 
@@ -77,7 +78,7 @@ def test_the_student_and_teacher_meet() -> None:
 
 def test_save_fields_writes_the_run_format(tmp_path) -> None:
     sim = simulate(n_points=5, frames=3, seed=0)
-    path = sim.save_fields(tmp_path / "fields.npz")
+    path = save_fields(tmp_path / "fields.npz", sim.fields)
     with np.load(path) as data:
         assert data["teacher"].dtype == np.float32 and data["steps"].dtype == np.int64
         np.testing.assert_allclose(data["student"], sim.student, rtol=1e-6)

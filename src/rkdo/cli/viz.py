@@ -5,8 +5,9 @@
     rkdo viz embedding DIR --out embedding.png [--method pca|tsne]
 
 ``add_parser(subparsers)`` registers ``viz`` on the ``rkdo`` command; ``main(argv)`` runs the
-same sub-commands on their own (``python -m rkdo.cli.viz kaleidoscope ...``). Nothing here
-imports matplotlib: the drawing modules are imported when a command runs.
+same sub-commands on their own (``python -m rkdo.cli.viz kaleidoscope ...``). Each command
+parses its arguments and calls :mod:`rkdo.viz`; matplotlib is imported only when a figure is
+drawn.
 """
 
 from __future__ import annotations
@@ -15,113 +16,81 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+
+from rkdo._validation import check_positive
+from rkdo.cli._common import run_command
+from rkdo.fields import load_fields, save_fields
+from rkdo.viz.kaleidoscope import render_kaleidoscope
+from rkdo.viz.plots import plot_curves, plot_run_embedding
+from rkdo.viz.simulate import simulate
 
 __all__ = ["add_parser", "main"]
 
+_SIMULATED_FRAMES = 50
+
 
 def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
-    from rkdo.viz.kaleidoscope import Fields, Kaleidoscope, load_fields, save_frames
-
     started = time.perf_counter()
     if args.run is not None:
-        fields = load_fields(args.run)
+        fields, frames = load_fields(args.run), args.frames
         source = f"recorded fields of {args.run}"
-        frames = args.frames
     else:
-        from rkdo.viz.simulate import simulate
-
-        frames = 50 if args.frames is None else args.frames
-        simulation = simulate(
+        frames = _SIMULATED_FRAMES if args.frames is None else args.frames
+        fields = simulate(
             n_points=args.nodes if args.points is None else args.points,
             dim=args.dim, clusters=args.clusters, spread=args.spread, jitter=args.jitter,
             temperature=args.temperature, alpha=args.alpha, lr=args.lr, frames=frames,
             steps_per_frame=args.steps_per_frame, debias=args.debias, seed=args.seed,
-        )
+        ).fields
         if args.save_fields is not None:
-            simulation.save_fields(args.save_fields)
-        fields = Fields(simulation.teacher, simulation.student, simulation.steps,
-                        simulation.labels)
+            save_fields(args.save_fields, fields)
         source = f"simulation (seed {args.seed})"
-    kaleidoscope = Kaleidoscope(
-        fields, nodes=args.nodes, split=args.split, theme=args.theme, dpi=args.dpi,
-        frames=frames, cmap=args.cmap, title=args.title,
+    rendering = render_kaleidoscope(
+        fields, args.out, fps=args.fps, nodes=args.nodes, split=args.split, theme=args.theme,
+        dpi=args.dpi, frames=frames, cmap=args.cmap, title=args.title,
     )
-    try:
-        height, width = kaleidoscope.size
-        images = list(kaleidoscope.frames())
-    finally:
-        kaleidoscope.close()
-    out = save_frames(images, args.out, args.fps,
-                      reserved_colors=kaleidoscope.palette_colors())
-    elapsed = time.perf_counter() - started
-    print(f"wrote {out}: {len(images)} frames of {width}x{height} px, "
-          f"{len(kaleidoscope.nodes)} nodes, from the {source}, in {elapsed:.1f} s")
+    print(f"wrote {rendering.path}: {rendering.frames} frames of {rendering.width}x"
+          f"{rendering.height} px, {rendering.nodes} nodes, from the {source}, in "
+          f"{time.perf_counter() - started:.1f} s")
     return 0
 
 
 def _cmd_curves(args: argparse.Namespace) -> int:
-    from rkdo.viz.plots import plot_curves
-
     out = plot_curves(args.runs, args.out, metrics=args.metrics, names=args.names,
                       log_loss=args.log_loss, dpi=args.dpi)
     print(f"wrote {out}")
     return 0
 
 
-def _config_value(config, key: str):
-    if isinstance(config, dict):
-        return config.get(key)
-    return getattr(config, key, None)
-
-
 def _cmd_embedding(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from rkdo.evaluation.protocols import extract_features
-    from rkdo.training.loop import load_run
-    from rkdo.viz.plots import embed_2d, plot_embedding
-
-    if args.max_points < 3:
-        raise ValueError(f"--max-points must be >= 3, got {args.max_points}")
-    run = load_run(args.run, device=args.device)
-    test = run.data.test
-    images, labels = test.images, torch.as_tensor(test.labels)
-    if len(labels) > args.max_points:
-        chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(args.seed))
-        chosen = chosen[: args.max_points].sort().values
-        images, labels = images[chosen], labels[chosen]
-    options = {"projection": True} if args.projection else {}
-    image_size = _config_value(run.config, "image_size")
-    if image_size is not None:
-        options["image_size"] = image_size
-    features = extract_features(run.model, images, **options)
-    features = features.cpu().numpy() if isinstance(features, torch.Tensor) else features
-    points = embed_2d(np.asarray(features), args.method, perplexity=args.perplexity,
-                      steps=args.steps, seed=args.seed)
-    kind = "projection" if args.projection else "backbone"
-    method = _config_value(run.config, "method") or ""
-    dataset = _config_value(run.config, "dataset") or ""
-    title = (f"{Path(args.run).name}: {method} on {dataset}, {len(labels)} test images, "
-             f"{kind} features, {'PCA' if args.method == 'pca' else 't-SNE (tsne preset)'}")
-    out = plot_embedding(points, labels.numpy(), args.out, title=title, dpi=args.dpi)
+    out = plot_run_embedding(
+        args.run, args.out, method=args.method, projection=args.projection,
+        max_points=args.max_points, perplexity=args.perplexity, steps=args.steps,
+        seed=args.seed, device=args.device, dpi=args.dpi,
+    )
     print(f"wrote {out}")
     return 0
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+    try:
+        return check_positive("value", text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}") from None
+
+
+_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _add_commands(sub: argparse._SubParsersAction) -> None:
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    _add_kaleidoscope(sub)
+    _add_curves(sub)
+    _add_embedding(sub)
 
+
+def _add_kaleidoscope(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser(
-        "kaleidoscope", formatter_class=formatter,
+        "kaleidoscope", formatter_class=_FORMATTER,
         help="animate teacher p and student q fields as a star graph (GIF or MP4)",
         description=(
             "The RKDO kaleidoscope. Nodes on a circle; each directed edge i->j is drawn with "
@@ -148,15 +117,19 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
                    help="number of anchors drawn (a label-balanced subset of a run's probes)")
     k.add_argument("--theme", choices=("dark", "light"), default="dark", help="colour theme")
     k.add_argument("--frames", type=int, default=None,
-                   help="number of frames (default: 50 simulated; all recorded ones for --run, "
-                        "else evenly spaced)")
+                   help=f"number of frames (default: {_SIMULATED_FRAMES} simulated; all recorded "
+                        "ones for --run, else evenly spaced)")
     k.add_argument("--fps", type=_positive_float, default=10.0, help="frames per second")
     k.add_argument("--dpi", type=_positive_float, default=100.0,
                    help="resolution (the split view is 13 x 7 inches)")
     k.add_argument("--cmap", default="coolwarm",
                    help="matplotlib colormap of the KL terms (a diverging one)")
     k.add_argument("--title", default="RKDO kaleidoscope", help="title text")
-    simulation = k.add_argument_group("simulation (--simulate)")
+    _add_simulation_arguments(k.add_argument_group("simulation (--simulate)"))
+    k.set_defaults(func=_cmd_kaleidoscope)
+
+
+def _add_simulation_arguments(simulation: argparse._ArgumentGroup) -> None:
     simulation.add_argument("--points", type=int, default=None,
                             help="number of simulated points N (default: --nodes)")
     simulation.add_argument("--dim", type=int, default=3, help="dimension D of the points")
@@ -179,10 +152,11 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
                             help="random seed (same seed, same frames)")
     simulation.add_argument("--save-fields", metavar="FILE.npz", default=None,
                             help="also write the simulated fields in the fields.npz format")
-    k.set_defaults(func=_cmd_kaleidoscope)
 
+
+def _add_curves(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
-        "curves", formatter_class=formatter,
+        "curves", formatter_class=_FORMATTER,
         help="training loss and evaluation metrics of one or more runs (PNG)",
         description=(
             "Plot each run's training loss (from metrics.jsonl) and every evaluation metric "
@@ -201,8 +175,10 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dpi", type=_positive_float, default=100.0, help="resolution")
     c.set_defaults(func=_cmd_curves)
 
+
+def _add_embedding(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
-        "embedding", formatter_class=formatter,
+        "embedding", formatter_class=_FORMATTER,
         help="2-D map of a run's test-set features coloured by label (PNG)",
         description=(
             "Load a trained run, compute the frozen features of its test images and draw them "
@@ -249,8 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.required = True
     _add_commands(sub)
     args = parser.parse_args(argv)
-    from rkdo.cli.main import run_command
-
     return run_command(args, f"rkdo viz {args.viz_command}")
 
 

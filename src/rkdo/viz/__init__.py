@@ -1,10 +1,34 @@
 """Pictures of neighbourhood-KL learning: the RKDO kaleidoscope, training curves, embeddings.
 
-- :mod:`rkdo.viz.kaleidoscope`: the animated star graph of teacher ``p`` and student ``q``
-  fields (from :func:`rkdo.viz.simulate.simulate` or a run's recorded ``fields.npz``).
+- :mod:`rkdo.viz.simulate`: a small deterministic run of the recursion, as teacher and student
+  fields over time.
+- :mod:`rkdo.viz.layout`: where the kaleidoscope puts nodes, edges and petals (numpy only).
+- :mod:`rkdo.viz.kaleidoscope`: the drawing, one frame at a time, and ``render_kaleidoscope``.
+- :mod:`rkdo.viz.encode`: frames to an animated GIF (Pillow) or MP4 (``ffmpeg``).
 - :mod:`rkdo.viz.plots`: loss and evaluation curves of runs; 2-D maps of learned features.
-- :mod:`rkdo.cli.viz`: the ``rkdo viz`` command.
 
-Matplotlib is imported only inside the functions that draw, so importing this package (or the
-command-line parser) stays light.
+The fields themselves are :mod:`rkdo.fields`; the ``rkdo viz`` command is :mod:`rkdo.cli.viz`.
+Matplotlib is imported only inside the functions that draw, so importing this package stays
+light.
 """
+
+from rkdo.viz.encode import save_frames
+from rkdo.viz.kaleidoscope import Kaleidoscope, Rendering, render_kaleidoscope
+from rkdo.viz.layout import Layout
+from rkdo.viz.plots import embed_2d, plot_curves, plot_embedding, plot_run_embedding, read_metrics
+from rkdo.viz.simulate import Simulation, simulate
+
+__all__ = [
+    "Kaleidoscope",
+    "Layout",
+    "Rendering",
+    "Simulation",
+    "embed_2d",
+    "plot_curves",
+    "plot_embedding",
+    "plot_run_embedding",
+    "read_metrics",
+    "render_kaleidoscope",
+    "save_frames",
+    "simulate",
+]

@@ -4,43 +4,49 @@
 evaluation lines: ``"kind": "eval"``, ``step`` and metric values) and draws the training loss and
 every evaluation metric against the step, one panel per quantity, one line per run.
 
-``embed_2d`` maps features to the plane, either by PCA (scikit-learn) or with the project's own
-t-SNE mode: free 2-D points ``y`` are optimised (Adam) on the I-Con loss of the ``tsne`` preset,
+``embed_2d`` maps features to the plane, by PCA (scikit-learn) or by t-SNE as full-batch I-Con
+(:mod:`rkdo.fullbatch` with ``alpha = 0``): free 2-D points ``y`` (a
+:class:`~rkdo.fullbatch.FreeEmbeddings` student) are optimised with Adam on the loss of the
+``tsne`` preset,
 
     L(y) = 1/n sum_i KL( p(.|i) || q(.|i) ),
     p(j|i) ∝ exp(-|x_i - x_j|^2 / 2 sigma_i^2)   (perplexity-calibrated, computed once),
     q(j|i) ∝ (1 + |y_i - y_j|^2)^-1              (Student-t),
 
-starting from the PCA map. ``plot_embedding`` scatters the map coloured by label.
+starting from the PCA map. ``plot_embedding`` scatters the map coloured by label;
+``plot_run_embedding`` does all three for a trained run's test images.
+
+Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn;
+PNG files are written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from rkdo import methods
+from rkdo._io import atomic_writer, read_json, read_jsonl
+from rkdo._validation import check_choice, check_int
+from rkdo.evaluation import FULL_METRICS, PAPER_METRICS, extract_features
+from rkdo.fullbatch import FreeEmbeddings, FullBatchRKDO, static_log_prob
+from rkdo.training import EVAL_FILE, METRICS_FILE, load_run
 
 __all__ = [
-    "EVAL_METRICS",
+    "EMBEDDING_METHODS",
     "read_metrics",
     "plot_curves",
     "embed_2d",
     "plot_embedding",
+    "plot_run_embedding",
 ]
 
 # metrics shown first, in this order; any other numeric evaluation key follows, sorted
-EVAL_METRICS = (
-    "linear_probe",
-    "knn_acc_200",
-    "knn_acc_20",
-    "neighbourhood_acc_5",
-    "nmi",
-    "ari",
-    "heldout_icon_loss",
-)
+_ORDER = FULL_METRICS + PAPER_METRICS
 _NOT_METRICS = {"kind", "epoch", "step"}
 EMBEDDING_METHODS = ("pca", "tsne")
 
@@ -57,25 +63,19 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
     ``eval.json`` (when present) is used as one.
     """
     run_dir = Path(run_dir)
-    log = run_dir / "metrics.jsonl"
+    log = run_dir / METRICS_FILE
     if not log.exists():
-        raise ValueError(f"{run_dir} is not a run directory: no metrics.jsonl in it")
+        raise ValueError(f"{run_dir} is not a run directory: no {METRICS_FILE} in it")
     train, evaluation = [], []
-    for number, line in enumerate(log.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{log}:{number} is not JSON: {error}") from None
+    for record in read_jsonl(log):
         kind = record.get("kind", "train")
         if kind == "train" and "loss" in record and "step" in record:
             train.append(record)
         elif kind == "eval" and "step" in record:
             evaluation.append(record)
-    final = run_dir / "eval.json"
+    final = run_dir / EVAL_FILE
     if not evaluation and final.exists():
-        record = json.loads(final.read_text())
+        record = read_json(final)
         if "step" not in record and train:
             record["step"] = train[-1]["step"]
         if "step" in record:
@@ -86,7 +86,7 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
 def _metric_names(evaluations: list[list[dict[str, Any]]]) -> list[str]:
     seen = {key for rows in evaluations for row in rows for key, value in row.items()
             if key not in _NOT_METRICS and _is_number(value)}
-    return [m for m in EVAL_METRICS if m in seen] + sorted(seen - set(EVAL_METRICS))
+    return [m for m in _ORDER if m in seen] + sorted(seen - set(_ORDER))
 
 
 def _run_names(run_dirs: list[Path]) -> list[str]:
@@ -115,9 +115,6 @@ def plot_curves(
         log_loss: logarithmic loss axis.
         dpi: resolution.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise ValueError("give at least one run directory")
@@ -134,6 +131,14 @@ def plot_curves(
             raise ValueError(f"metrics {unknown} are not in these runs; available: {available}")
     if not any(train for train, _ in logs) and not metrics:
         raise ValueError("these runs have neither training losses nor evaluation metrics to plot")
+    return _save_png(_curves_figure(logs, names, metrics, log_loss, dpi), out)
+
+
+def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+                   names: list[str], metrics: list[str], log_loss: bool, dpi: float) -> Any:
+    """The loss panel and one panel per metric, three to a row, one line per run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     panels = ["loss", *metrics]
     columns = min(3, len(panels))
@@ -141,7 +146,7 @@ def plot_curves(
     figure = Figure(figsize=(4.6 * columns, 3.4 * rows), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    colors = [f"C{i % 10}" for i in range(len(run_dirs))]
+    colors = [f"C{i % 10}" for i in range(len(logs))]
     for name, color, (train, evaluation) in zip(names, colors, logs, strict=True):
         if train:
             axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
@@ -163,14 +168,34 @@ def plot_curves(
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     axes[0].legend(fontsize=8)
+    return figure
+
+
+def _save_png(figure: Any, out: str | Path) -> Path:
+    """Save ``figure`` atomically, in the format of ``out``'s suffix (PNG without one)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    return out
+    image_format = out.suffix.lstrip(".").lower() or "png"
+    return atomic_writer(out, lambda tmp: figure.savefig(tmp, format=image_format))
+
+
+def _tsne(features: np.ndarray, start: np.ndarray, perplexity: float, steps: int,
+          lr: float) -> np.ndarray:
+    """t-SNE as full-batch I-Con from ``start`` (module docstring): ``steps`` Adam steps."""
+    n = features.shape[0]
+    if not 1.0 < perplexity < n - 1:
+        raise ValueError(f"perplexity must lie in (1, {n - 1}) for {n} points, got {perplexity}")
+    loss = methods.get("tsne", perplexity=perplexity)
+    log_p = static_log_prob(loss.supervisory, n, inputs=torch.as_tensor(features))
+    student = FreeEmbeddings(n, 2, kernel=loss.learned, init=torch.as_tensor(start))
+    # alpha = 0: the teacher never moves, so one inner minimisation is the static I-Con fit
+    FullBatchRKDO(student, log_p, alpha=0.0, outer_steps=1, inner="adam", inner_steps=steps,
+                  lr=lr, monotone=False).minimise(log_p)
+    return student.embeddings.detach().numpy()
 
 
 def embed_2d(
-    features,
+    features: Any,
     method: str = "pca",
     *,
     perplexity: float = 30.0,
@@ -185,8 +210,7 @@ def embed_2d(
     """
     from sklearn.decomposition import PCA
 
-    if method not in EMBEDDING_METHODS:
-        raise ValueError(f"method must be one of {EMBEDDING_METHODS}, got {method!r}")
+    check_choice("method", method, EMBEDDING_METHODS)
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < 3:
         raise ValueError(f"features must be (n, d) with n >= 3, got shape {features.shape}")
@@ -195,30 +219,8 @@ def embed_2d(
     pca = PCA(n_components=2, random_state=seed).fit_transform(features)
     if method == "pca":
         return pca
-    import torch
-
-    from rkdo import methods
-    from rkdo.functional import mean_kl
-    from rkdo.neighbourhood import build_neighbourhood
-
-    n = features.shape[0]
-    if not 1.0 < perplexity < n - 1:
-        raise ValueError(f"perplexity must lie in (1, {n - 1}) for {n} points, got {perplexity}")
-    loss = methods.get("tsne", perplexity=perplexity)
-    inputs = torch.as_tensor(features)
-    start = torch.as_tensor(pca / max(pca[:, 0].std(), 1e-12))
-    with torch.no_grad():
-        log_p = loss.supervisory.log_prob(build_neighbourhood(start, form="single", inputs=inputs))
-    torch.manual_seed(seed)
-    points = torch.nn.Parameter(start.clone())
-    optimiser = torch.optim.Adam([points], lr=lr)
-    for _ in range(int(steps)):
-        log_q = loss.learned.log_prob(build_neighbourhood(points, form="single"))
-        value = mean_kl(log_p, log_q)
-        optimiser.zero_grad(set_to_none=True)
-        value.backward()
-        optimiser.step()
-    return points.detach().numpy()
+    start = pca / max(pca[:, 0].std(), 1e-12)
+    return _tsne(features, start, perplexity, check_int("steps", steps, low=0), lr)
 
 
 def plot_embedding(
@@ -256,7 +258,41 @@ def plot_embedding(
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    return out
+    return _save_png(figure, out)
+
+
+def plot_run_embedding(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    method: str = "pca",
+    projection: bool = False,
+    max_points: int = 2000,
+    perplexity: float = 30.0,
+    steps: int = 300,
+    seed: int = 0,
+    device: str = "cpu",
+    dpi: float = 100.0,
+) -> Path:
+    """Map a trained run's frozen test features to 2-D (:func:`embed_2d`) and plot them by label.
+
+    At most ``max_points`` test images (a seeded random subset) are used; ``projection`` takes
+    the projection head's output instead of the backbone's features.
+    """
+    check_int("max_points", max_points, low=3)
+    run = load_run(run_dir, device=device)
+    test = run.data.test
+    images, labels = test.images, torch.as_tensor(test.labels)
+    if len(labels) > max_points:
+        chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        chosen = chosen[:max_points].sort().values
+        images, labels = images[chosen], labels[chosen]
+    features = extract_features(run.model, images, projection=projection,
+                                image_size=run.config.image_size)
+    points = embed_2d(features.cpu().numpy(), method, perplexity=perplexity, steps=steps,
+                      seed=seed)
+    kind = "projection" if projection else "backbone"
+    title = (f"{Path(run_dir).name}: {run.config.method} on {run.config.dataset}, "
+             f"{len(labels)} test images, {kind} features, "
+             f"{'PCA' if method == 'pca' else 't-SNE (tsne preset)'}")
+    return plot_embedding(points, labels.numpy(), out, title=title, dpi=dpi)

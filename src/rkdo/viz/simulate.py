@@ -17,25 +17,28 @@ where ``v1, v2`` are two Gaussian "augmentations" of the points. The teacher is 
 target within a frame (no gradient flows into it). Everything is drawn from one
 ``torch.Generator`` seeded with ``seed``, so a seed gives the same frames bit for bit.
 
-The kernels and the KL come from the core (:mod:`rkdo.kernels`, :mod:`rkdo.functional`); the
-result holds the fields in the same layout as a training run's ``fields.npz``.
+The kernels and the KL come from the core (:mod:`rkdo.kernels`, :mod:`rkdo.functional`);
+``Simulation.fields`` is a :class:`rkdo.fields.Fields`, saved like a training run's
+``fields.npz`` by :func:`rkdo.fields.save_fields`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rkdo._validation import check_int, check_positive
+from rkdo.fields import Fields
 from rkdo.functional import check_unit_interval, kl_rows, log_mix
 from rkdo.kernels import Augmentation, Cosine
 from rkdo.neighbourhood import build_neighbourhood
 
 __all__ = ["Simulation", "simulate"]
+
+_DTYPE = torch.float64
 
 
 @dataclass
@@ -60,32 +63,10 @@ class Simulation:
     loss: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
 
-    def save_fields(self, path: str | Path) -> Path:
-        """Write ``steps``, ``teacher``, ``student``, ``labels`` as a training run's fields.npz."""
-        path = Path(path)
-        np.savez_compressed(
-            path,
-            steps=self.steps.astype(np.int64),
-            teacher=self.teacher.astype(np.float32),
-            student=self.student.astype(np.float32),
-            labels=self.labels.astype(np.int64),
-        )
-        return path
-
-
-def _check_int(name: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    value = float(value)
-    ok = value >= 0.0 if allow_zero else value > 0.0
-    if not (ok and math.isfinite(value)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
+    @property
+    def fields(self) -> Fields:
+        """The teacher and student fields with the steps and labels, as a run records them."""
+        return Fields(self.teacher, self.student, self.steps, self.labels)
 
 
 def simulate(
@@ -120,38 +101,18 @@ def simulate(
         debias: uniform leak ``a`` of the initial teacher, in [0, 1).
         seed: seed of the generator; the same seed gives the same frames.
     """
-    n_points = _check_int("n_points", n_points, 2)
-    dim = _check_int("dim", dim, 2)
-    clusters = _check_int("clusters", clusters, 1)
-    if clusters > n_points:
-        raise ValueError(f"clusters must lie in [1, n_points={n_points}], got {clusters}")
-    frames = _check_int("frames", frames, 1)
-    steps_per_frame = _check_int("steps_per_frame", steps_per_frame, 0)
-    spread = _check_positive("spread", spread, allow_zero=True)
-    jitter = _check_positive("jitter", jitter, allow_zero=True)
-    lr = _check_positive("lr", lr, allow_zero=True)
-    alpha = check_unit_interval("alpha", alpha)
-    debias = check_unit_interval("debias", debias, high_open=True)
-    config = dict(n_points=n_points, dim=dim, clusters=clusters, spread=spread, jitter=jitter,
-                  temperature=temperature, alpha=alpha, lr=lr, frames=frames,
-                  steps_per_frame=steps_per_frame, debias=debias, seed=int(seed))
-
-    dtype = torch.float64
-    generator = torch.Generator().manual_seed(int(seed))
-    student_kernel = Cosine(temperature)
-    centres = torch.nn.functional.normalize(
-        torch.randn(clusters, dim, generator=generator, dtype=dtype), dim=-1
-    )
-    labels = torch.arange(n_points) * clusters // n_points
-    points = centres[labels] + spread * torch.randn(n_points, dim, generator=generator,
-                                                    dtype=dtype)
-    points.requires_grad_(True)
-
+    config = _checked_config(n_points=n_points, dim=dim, clusters=clusters, spread=spread,
+                             jitter=jitter, temperature=temperature, alpha=alpha, lr=lr,
+                             frames=frames, steps_per_frame=steps_per_frame, debias=debias,
+                             seed=seed)
+    generator = torch.Generator().manual_seed(config["seed"])
+    student_kernel = Cosine(config["temperature"])
+    points, labels = _initial_points(config, generator)
     start = build_neighbourhood(points.detach(), points.detach(), form="pair")
-    log_teacher = Augmentation().leak(debias).log_prob(start)
+    log_teacher = Augmentation().leak(config["debias"]).log_prob(start)
 
     teachers, students, positions, losses = [], [], [], []
-    for _ in range(frames):
+    for _ in range(config["frames"]):
         with torch.no_grad():
             clean = points.detach()
             log_student = student_kernel.log_prob(build_neighbourhood(clean, clean, form="pair"))
@@ -159,18 +120,12 @@ def simulate(
         students.append(log_student.exp())
         positions.append(clean.clone())
         losses.append(kl_rows(log_teacher, log_student).mean())
-        for _ in range(steps_per_frame):
-            view1 = points + jitter * torch.randn(points.shape, generator=generator, dtype=dtype)
-            view2 = points + jitter * torch.randn(points.shape, generator=generator, dtype=dtype)
-            log_q = student_kernel.log_prob(build_neighbourhood(view1, view2, form="pair"))
-            loss = kl_rows(log_teacher, log_q).mean()
-            (gradient,) = torch.autograd.grad(loss, points)
-            with torch.no_grad():  # plain SGD (torch.optim would import torch._dynamo: seconds)
-                points -= lr * gradient
-        log_teacher = log_mix(log_teacher, log_student, alpha)
+        for _ in range(config["steps_per_frame"]):
+            _sgd_step(points, log_teacher, student_kernel, config, generator)
+        log_teacher = log_mix(log_teacher, log_student, config["alpha"])
 
     return Simulation(
-        steps=np.arange(frames, dtype=np.int64) * steps_per_frame,
+        steps=np.arange(config["frames"], dtype=np.int64) * config["steps_per_frame"],
         teacher=torch.stack(teachers).numpy(),
         student=torch.stack(students).numpy(),
         positions=torch.stack(positions).numpy(),
@@ -178,3 +133,45 @@ def simulate(
         loss=torch.stack(losses).numpy(),
         config=config,
     )
+
+
+def _checked_config(**arguments: Any) -> dict[str, Any]:
+    """The arguments of :func:`simulate`, checked and in their canonical types."""
+    config = dict(arguments)
+    for name, low in (("n_points", 2), ("dim", 2), ("clusters", 1), ("frames", 1),
+                      ("steps_per_frame", 0)):
+        config[name] = check_int(name, config[name], low)
+    if config["clusters"] > config["n_points"]:
+        raise ValueError(f"clusters must lie in [1, n_points={config['n_points']}], "
+                         f"got {config['clusters']}")
+    for name in ("spread", "jitter", "lr"):
+        config[name] = check_positive(name, config[name], allow_zero=True)
+    config["alpha"] = check_unit_interval("alpha", config["alpha"])
+    config["debias"] = check_unit_interval("debias", config["debias"], high_open=True)
+    config["seed"] = int(config["seed"])
+    return config
+
+
+def _initial_points(config: dict[str, Any],
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points around unit-vector centres (leaf tensor with gradient) and their cluster labels."""
+    n_points, dim, clusters = config["n_points"], config["dim"], config["clusters"]
+    centres = torch.nn.functional.normalize(
+        torch.randn(clusters, dim, generator=generator, dtype=_DTYPE), dim=-1
+    )
+    labels = torch.arange(n_points) * clusters // n_points
+    noise = torch.randn(n_points, dim, generator=generator, dtype=_DTYPE)
+    points = centres[labels] + config["spread"] * noise
+    return points.requires_grad_(True), labels
+
+
+def _sgd_step(points: torch.Tensor, log_teacher: torch.Tensor, kernel: Cosine,
+              config: dict[str, Any], generator: torch.Generator) -> None:
+    """One SGD step of ``points`` (in place) on the two-view I-Con loss against the teacher."""
+    jitter = config["jitter"]
+    view1 = points + jitter * torch.randn(points.shape, generator=generator, dtype=_DTYPE)
+    view2 = points + jitter * torch.randn(points.shape, generator=generator, dtype=_DTYPE)
+    log_q = kernel.log_prob(build_neighbourhood(view1, view2, form="pair"))
+    (gradient,) = torch.autograd.grad(kl_rows(log_teacher, log_q).mean(), points)
+    with torch.no_grad():  # plain SGD (torch.optim would import torch._dynamo: seconds)
+        points -= config["lr"] * gradient

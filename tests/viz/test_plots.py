@@ -1,0 +1,88 @@
+"""Tests of rkdo.viz.plots: metrics read from a run, curve and map pixels, the t-SNE map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rkdo import methods
+from rkdo.fullbatch import static_log_prob
+from rkdo.functional import mean_kl
+from rkdo.neighbourhood import build_neighbourhood
+from rkdo.viz.plots import embed_2d, plot_curves, plot_embedding, read_metrics
+
+
+def test_read_metrics_and_curves_png(tmp_path, fake_run, pixels) -> None:
+    runs = [fake_run(tmp_path / "icon", seed=0), fake_run(tmp_path / "rkdo", seed=1)]
+    train, evaluation = read_metrics(runs[1])
+    assert [r["step"] for r in train] == list(range(10, 101, 10))
+    assert train[0]["loss"] == pytest.approx(2.0 - 0.1 - 0.1)
+    assert [r["linear_probe"] for r in evaluation] == pytest.approx([0.6, 0.65])
+    out = plot_curves(runs, tmp_path / "curves.png", dpi=100)
+    image = np.asarray(Image.open(out).convert("RGB"))
+    # loss + 4 metrics in 3 columns, 2 rows of 4.6 x 3.4 inches
+    assert image.shape == (round(2 * 3.4 * 100), round(3 * 4.6 * 100), 3)
+    for color in ("#1f77b4", "#ff7f0e"):  # C0 and C1: one line per run
+        assert np.all(np.abs(image.astype(int) - pixels.rgb(color)) <= 40, axis=-1).sum() > 300
+    with pytest.raises(ValueError, match="available"):
+        plot_curves(runs[:1], tmp_path / "x.png", metrics=["nope"])
+    with pytest.raises(ValueError, match="one name per run"):
+        plot_curves(runs, tmp_path / "x.png", names=["a"])
+    with pytest.raises(ValueError, match="not a run directory"):
+        read_metrics(tmp_path)
+
+
+def test_final_eval_stands_in_for_a_log_without_evaluations(tmp_path, fake_run) -> None:
+    run = fake_run(tmp_path / "run")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(x for x in lines if '"eval"' not in x) + "\n")
+    _, evaluation = read_metrics(run)
+    assert evaluation == [{"epoch": 2, "step": 100, "linear_probe": 0.6}]
+
+
+def test_embedding_map_and_plot(tmp_path, pixels) -> None:
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    centres = rng.normal(size=(3, 10)) * 6
+    features = centres[labels] + rng.normal(size=(60, 10))
+    np.testing.assert_allclose(embed_2d(features, "pca"),
+                               PCA(n_components=2, random_state=0).fit_transform(features))
+    mapped = embed_2d(features, "tsne", perplexity=10, steps=60)
+    assert mapped.shape == (60, 2)
+    accuracy = KNeighborsClassifier(3).fit(mapped, labels).score(mapped, labels)
+    assert accuracy > 0.95
+    np.testing.assert_array_equal(mapped, embed_2d(features, "tsne", perplexity=10, steps=60))
+    with pytest.raises(ValueError, match="method"):
+        embed_2d(features, "umap")
+    with pytest.raises(ValueError, match="perplexity"):
+        embed_2d(features, "tsne", perplexity=80)
+
+    # three clusters at known places: each class colour appears in the picture
+    points = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])[labels] + rng.normal(size=(60, 2))
+    out = plot_embedding(points, labels, tmp_path / "map.png", title="test", dpi=100)
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape == (round(5.6 * 100), round(6.4 * 100), 3)
+    for color in ("#1f77b4", "#ff7f0e", "#2ca02c"):
+        drawn = 0.8 * pixels.rgb(color) + 0.2 * 255  # alpha 0.8 over white
+        assert np.all(np.abs(image.astype(int) - drawn) <= 20, axis=-1).sum() > 100
+
+
+def test_tsne_lowers_the_static_icon_loss_from_the_pca_start() -> None:
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 5))
+    loss = methods.get("tsne", perplexity=8)
+    log_p = static_log_prob(loss.supervisory, 40, inputs=torch.as_tensor(features))
+
+    def icon_loss(points: np.ndarray) -> float:
+        nb = build_neighbourhood(torch.as_tensor(points), form="single")
+        return float(mean_kl(log_p, loss.learned.log_prob(nb)))
+
+    start = embed_2d(features, "tsne", perplexity=8, steps=0)
+    pca = embed_2d(features, "pca")
+    np.testing.assert_allclose(start, pca / pca[:, 0].std())
+    assert icon_loss(embed_2d(features, "tsne", perplexity=8, steps=50)) < 0.8 * icon_loss(start)
