@@ -1,4 +1,4 @@
-"""Tests for rkdo.bench.runner: grid files, the store, resume after SIGKILL, failures, the CLI."""
+"""Tests for rkdo.bench.runner: a grid end to end, resume after SIGKILL, failures, the CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rkdo.bench import runner as bench
+from rkdo import bench
+from rkdo.bench.report import write_report
 from rkdo.cli.bench import main as bench_main
 
 TIMING_KEYS = ("eval_seconds", "images_per_s")
@@ -40,71 +41,15 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bench.BenchSu
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("smoke")
     summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False)
+    write_report(out)  # what `rkdo bench` does after the grid has run
     return out, summary
-
-
-# ----------------------------------------------------------------------------- grid files
-
-
-def test_shipped_grids_parse_into_the_paper_design() -> None:
-    assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "paper"]
-    paper = bench.load_grid("paper")
-    assert paper.seeds == [42, 123, 456, 789, 101] and paper.durations == [1, 2, 5, 10]
-    jobs = bench.plan(paper, validate=False)
-    kinds = [job.kind for job in jobs]
-    # 3 datasets x 5 seeds x (floor + 2 methods) + one profile per dataset
-    assert kinds.count("train") == 30 and kinds.count("floor") == 15
-    assert kinds.count("profile") == 3
-    by_key = {job.key: job for job in jobs}
-    rkdo = by_key["cifar10/rkdo/seed42"].config
-    assert (rkdo["depth"], rkdo["alpha"], rkdo["temperature"], rkdo["beta"]) == (3, 0.5, 0.5, 0.1)
-    assert rkdo["encoder"] == "resnet18" and rkdo["batch_size"] == 64
-    assert rkdo["steps_per_epoch"] == 10 and rkdo["epochs"] == 10
-    assert rkdo["eval_epochs"] == [1, 2, 5] and rkdo["eval_protocol"] in ("paper", "both")
-    icon = by_key["stl10/icon/seed101"].config
-    assert (icon["method"], icon["temperature"], icon["debias"], icon["batch_size"]) == (
-        "icon", 0.5, 0.2, 32)
-    profile = by_key["cifar10/profile"].config
-    assert [label for label, _ in profile["variants"]] == ["rkdo depth 1", "rkdo depth 3",
-                                                          "icon"]
-    # each variant is its method exactly as the grid runs it (no options leak between methods)
-    variants = dict(profile["variants"])
-    assert variants["rkdo depth 3"]["debias"] is None and variants["icon"]["debias"] == 0.2
-    assert variants["rkdo depth 1"]["depth"] == 1 and variants["rkdo depth 3"]["depth"] == 3
-    fashion = bench.load_grid("fashion-cpu")
-    assert fashion.datasets[0].dataset == "fashion-mnist"
-    assert {m.name for m in fashion.methods} >= {"rkdo", "icon"}
-
-
-@pytest.mark.parametrize("text,message", [
-    ("seeds=[0]\ndurations=[1]\nbogus=1", "unknown top-level key"),
-    ("seeds=[0]\ndurations=[0]", "durations"),
-    ("seeds=[0, 0]\ndurations=[1]", "duplicates"),
-    ("seeds=[0]\ndurations=[1]\n[settings]\nseed=3", "set by the grid itself"),
-    ("seeds=[0]\ndurations=[1]\n[settings]\nbatchsize=3", "unknown setting"),
-    ("seeds=[0]\ndurations=[1]\n[settings]\nlr_schedule='cosine'", "constant learning rate"),
-    ("seeds=[0]\ndurations=[1]\n[[datasets]]\ndataset='digits'", "at least one"),
-    ("seeds=[0]\ndurations=[1]\ntreatment='x'\n[[datasets]]\ndataset='digits'\n"
-     "[[methods]]\nname='icon'", "treatment 'x'"),
-])
-def test_bad_grids_are_refused_with_a_reason(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        bench.parse_grid(text)
-
-
-def test_grid_hash_ignores_layout_but_not_content() -> None:
-    text = bench.load_grid("digits-smoke").text
-    reformatted = "# a comment\n" + text.replace("seeds = [0, 1]", "seeds = [ 0,1 ]")
-    assert bench.parse_grid(reformatted).hash == bench.parse_grid(text).hash
-    assert bench.parse_grid(text.replace("seeds = [0, 1]", "seeds = [0, 2]")).hash != \
-        bench.parse_grid(text).hash
 
 
 def test_invalid_method_is_refused_before_anything_runs(tmp_path: Path) -> None:
     grid = bench.parse_grid("seeds=[0]\ndurations=[1]\n[[datasets]]\ndataset='digits'\n"
                             "[[methods]]\nname='rkdo'\nalpha=2.0\n")
     with pytest.raises(ValueError, match="alpha"):
-        bench.run_grid(grid, tmp_path / "store", progress=False, report=False)
+        bench.run_grid(grid, tmp_path / "store", progress=False)
     assert not (tmp_path / "store" / bench.RESULTS_FILE).exists()
 
 
@@ -143,8 +88,7 @@ def test_smoke_grid_end_to_end(smoke: tuple[Path, bench.BenchSummary]) -> None:
 def test_rerun_skips_finished_cells(smoke: tuple[Path, bench.BenchSummary]) -> None:
     out, _ = smoke
     before = (out / bench.RESULTS_FILE).read_text()
-    summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False,
-                             report=False)
+    summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False)
     assert (summary.done_before, summary.ran) == (7, 0)
     assert (out / bench.RESULTS_FILE).read_text() == before
 
@@ -152,7 +96,7 @@ def test_rerun_skips_finished_cells(smoke: tuple[Path, bench.BenchSummary]) -> N
 def test_reusing_one_run_equals_retraining_for_a_shorter_duration(
     smoke: tuple[Path, bench.BenchSummary], tmp_path: Path
 ) -> None:
-    from rkdo.training.loop import TrainConfig, train
+    from rkdo.training import TrainConfig, train
 
     out, _ = smoke
     record = bench.read_results(out)["digits/icon/seed0"]
@@ -173,10 +117,10 @@ def test_another_grid_is_refused_unless_allowed(smoke: tuple[Path, bench.BenchSu
     text = bench.load_grid("digits-smoke").text
     grown = bench.parse_grid(text.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
     with pytest.raises(bench.GridMismatchError, match="differs in: seeds"):
-        bench.run_grid(grown, out, progress=False, report=False)
+        bench.run_grid(grown, out, progress=False)
     assert bench_main(["bench", str(_write(tmp_path / "g.toml", grown.text)), "--out", str(out),
                        "--no-progress", "--no-report"]) == 2
-    summary = bench.run_grid(grown, out, allow_grid_change=True, progress=False, report=False)
+    summary = bench.run_grid(grown, out, allow_grid_change=True, progress=False)
     # only seed 2's floor and two runs are new; the profile's settings did not change
     assert (summary.done_before, summary.ran) == (7, 3)
 
@@ -203,7 +147,7 @@ dataset = "digits"
 [[methods]]
 name = "icon"
 """)
-    summary = bench.run_grid(grid, tmp_path / "store", progress=False, report=False)
+    summary = bench.run_grid(grid, tmp_path / "store", progress=False)
     # eval_protocol "none": no floor jobs, nothing to evaluate
     assert summary.total == 2 and summary.failed == ["fashion-mnist/icon/seed0"]
     records = bench.read_results(tmp_path / "store")
@@ -212,7 +156,7 @@ name = "icon"
     assert failed["status"] == "error" and "Fashion-MNIST" in failed["error"]
     assert "Traceback" in failed["traceback"]
     # a rerun retries the failed cells only
-    again = bench.run_grid(grid, tmp_path / "store", progress=False, report=False)
+    again = bench.run_grid(grid, tmp_path / "store", progress=False)
     assert (again.done_before, again.ran, again.failed) == (1, 1, ["fashion-mnist/icon/seed0"])
 
 
@@ -247,8 +191,7 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
     before = bench.read_results(out)
     assert 1 <= len(before) < 7
 
-    summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False,
-                             report=False)
+    summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False)
     assert summary.done_before == len(before) and summary.ran == 7 - len(before)
     after = bench.read_results(out)
     for key, record in before.items():  # finished cells were not redone
@@ -261,7 +204,7 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
 def test_parallel_workers_give_the_same_results(smoke: tuple[Path, bench.BenchSummary],
                                                tmp_path: Path) -> None:
     summary = bench.run_grid(bench.load_grid("digits-smoke"), tmp_path / "parallel",
-                             progress=False, report=False, workers=2, threads=1)
+                             progress=False, workers=2, threads=1)
     assert summary.ran == 7 and summary.failed == []
     records = bench.read_results(tmp_path / "parallel")
     assert {r["workers"] for r in records.values()} == {2}

@@ -4,7 +4,8 @@
     rkdo report DIR               rebuild report.md and figures from a store
     rkdo profile                  FLOPs and time per training step, RKDO depth 1/3 vs I-Con
 
-The work happens in :mod:`rkdo.bench.runner`, :mod:`rkdo.bench.report.build` and :mod:`rkdo.bench.flops`.
+The work happens in :mod:`rkdo.bench` (grid, plan, store, runner), :mod:`rkdo.bench.report`
+and :mod:`rkdo.bench.flops`; ``rkdo bench`` writes the report after the grid has run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ __all__ = ["add_parser", "main"]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from rkdo.bench import runner as bench
+    from rkdo import bench
+    from rkdo.bench.report import write_report
 
     if args.list:
         for name in bench.shipped_grids():
@@ -57,17 +59,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     summary = bench.run_grid(
         grid, args.out, allow_grid_change=args.allow_grid_change, overrides=overrides,
-        progress=not args.no_progress, report=not args.no_report, threads=args.threads,
-        workers=args.workers,
+        progress=not args.no_progress, threads=args.threads, workers=args.workers,
         command=_command_line(),
     )
+    report = None if args.no_report else write_report(args.out)
     print(f"bench {grid.name}: {summary.total} jobs, {summary.done_before} done before, "
           f"{summary.ran} run now in {summary.seconds / 60:.1f} min, "
           f"{len(summary.failed)} failed, {len(summary.skipped)} skipped")
     for key in summary.failed:
         print(f"  failed: {key} (see {args.out}/results.jsonl; rerun the command to retry)")
-    if summary.report is not None:
-        print(f"report: {summary.report}")
+    if report is not None:
+        print(f"report: {report}")
     return 1 if summary.failed else 0
 
 
@@ -78,7 +80,7 @@ def _command_line() -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from rkdo.bench.report.build import write_report
+    from rkdo.bench.report import write_report
 
     path = write_report(args.store, args.out)
     print(f"report: {path}")

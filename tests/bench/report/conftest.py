@@ -1,17 +1,16 @@
-"""Tests for rkdo.bench.report.build on a synthetic store whose statistics are known in closed form."""
+"""A synthetic bench store whose statistics are known in closed form, reported once per session."""
 
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats as sps
 
-from rkdo.bench import runner as bench
-from rkdo.bench.report import build as report
+from rkdo import bench
+from rkdo.bench.report import write_report
 
 GRID = """
 name = "synthetic"
@@ -106,74 +105,21 @@ def make_store(directory: Path) -> bench.Grid:
     return grid
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+
+@dataclass(frozen=True)
+class Synthetic:
+    """The written report of the synthetic store, and the values it was made from."""
+
+    store: Path
+    text: str
+    noise: np.ndarray
+    linear: dict[tuple[str, int], float]
+    floor_linear: float
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
     store = tmp_path_factory.mktemp("store")
     make_store(store)
-    path = report.write_report(store)
-    return store, path.read_text()
-
-
-def test_report_contains_every_table_and_figure(written: tuple[Path, str]) -> None:
-    store, text = written
-    for heading in ("Table 1: final training loss", "Table 1 (fair): held-out static I-Con",
-                    "Table 2: linear eval, paper protocol", "Table 3: early rkdo vs later icon",
-                    "Table 4: every metric at 2 epochs", "Table 2 (fair): linear probe",
-                    "Table 3 (fair)", "Table 4 (fair)", "Compute efficiency",
-                    "Cost per training step", "Verdicts on the paper's claims",
-                    "reuse one run"):
-        assert heading in text, heading
-    for name in ("loss_vs_duration", "early_treatment_vs_late_baseline", "early_learning",
-                 "loss_improvement", "accuracy_vs_duration"):
-        png = store / "figures" / f"{name}.png"
-        assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
-        assert png.stat().st_size < 200_000
-        assert f"(figures/{name}.png)" in text
-    assert "`digits/icon/seed6` (error): RuntimeError: boom" in text
-    # the floor row, with the untrained encoder's mean
-    assert f"| 0 | untrained | {FLOOR_LINEAR:.4f} ± " in text
-
-
-def test_table_numbers_match_scipy(written: tuple[Path, str]) -> None:
-    _, text = written
-    a = np.array([LINEAR[("rkdo", 5)]] * 6) + NOISE
-    b = np.array([LINEAR[("icon", 5)]] * 6) + NOISE
-    # identical noise: the differences are constant, so the t-test is undefined
-    row = re.search(r"\| 5 \| rkdo \| 0\.7200 ± [0-9.]+ \(n=6\) \| \+0\.1200 \[\+0\.1200, "
-                    r"\+0\.1200\] \| -- \| [^|]+ \|", text)
-    assert row, "5-epoch rkdo row of the fair linear table"
-    assert np.allclose(a - b, 0.12)
-    # Table 3: rkdo at 1 epoch vs icon at 2: per-seed difference -0.05 exactly
-    assert "| 1 | 2 | 0.5000 ± " in text
-
-
-def test_verdicts_follow_the_numbers(written: tuple[Path, str]) -> None:
-    _, text = written
-    # training loss 30% lower everywhere: reproduced, but 10% higher on the common loss
-    assert "30.0% to 30.0% lower (mean 30.0%)" in text
-    assert "**reproduced**" in text
-    assert "does not carry over" in text
-    # icon's best linear 0.60 (5 epochs); rkdo crosses it between 1 (0.50) and 2 (0.70)
-    # epochs at 1.5 epochs: 70% fewer epochs -> supported
-    assert "after 1.5 epochs, 70% fewer" in text
-    # rkdo at 2 epochs (0.70) vs icon at 5 (0.60): +0.1 exactly on every seed
-    assert re.search(r"digits: \+0\.1000 \[\+0\.1000, \+0\.1000\], \*\*supported", text)
-    # FLOPs: 1.002M vs 1.0M forward = +0.2% > 0.03%
-    assert "+0.2000% FLOPs" in text and "**not reproduced** in counted FLOPs" in text
-
-
-def test_paired_comparison_in_report_equals_scipy() -> None:
-    # a cell where the differences vary: the report's p-value is scipy's
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0.6, 0.02, 6), rng.normal(0.55, 0.02, 6)
-    from rkdo.evaluation import stats
-
-    result = stats.paired_comparison(a, b)
-    assert result.t_pvalue == pytest.approx(sps.ttest_rel(a, b).pvalue)
-    assert report._p(result.t_pvalue, result.t_note) == f"{result.t_pvalue:.3g}"
-    assert report._p(None, "n too small (n=2 < 3)") == "n too small"
-
-
-def test_report_refuses_a_directory_that_is_not_a_store(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not a bench store"):
-        report.write_report(tmp_path)
+    text = write_report(store).read_text()
+    return Synthetic(store, text, NOISE, LINEAR, FLOOR_LINEAR)

@@ -1,0 +1,134 @@
+"""What one job does, wherever it runs: train (or resume) a run, evaluate the floor, profile.
+
+:func:`execute` is the function an executor calls, in this process or a worker: it never raises
+for a failing cell and returns the job's outcome, the part of its record that running it
+produced::
+
+    {"status": "ok" | "error" | "skipped", "started_at", "finished_at", "wall_seconds",
+     "threads", "durations": {"<epochs>": metrics} | "profile": [rows], ...}
+
+A training job whose run directory holds the same settings is resumed from its checkpoint (or
+only collected, when training had finished and only the store write was lost).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rkdo._io import read_json, read_jsonl
+from rkdo.bench.flops import profile
+from rkdo.bench.plan import Job
+from rkdo.bench.store import RUNS_DIR, now, same_settings
+from rkdo.training import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EVAL_FILE,
+    METRICS_FILE,
+    TrainConfig,
+    evaluate_initial,
+    train,
+)
+from rkdo.vision import data as data_module
+
+__all__ = ["execute", "collect_run"]
+
+
+def _metric_items(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("kind", "epoch", "step")}
+
+
+def collect_run(run_dir: Path, durations: Sequence[int]) -> dict[str, Any]:
+    """Per-duration metrics of a finished run from its ``metrics.jsonl`` and ``eval.json``."""
+    evals: dict[int, dict[str, Any]] = {}
+    epoch_loss: dict[int, float] = {}
+    speeds = []
+    for entry in read_jsonl(run_dir / METRICS_FILE):
+        kind = entry.get("kind")
+        if kind == "eval":
+            evals[int(entry["epoch"])] = _metric_items(entry)
+        elif kind == "epoch":
+            epoch_loss[int(entry["epoch"])] = float(entry["mean_loss"])
+        elif "images_per_s" in entry:
+            speeds.append(float(entry["images_per_s"]))
+    final = read_json(run_dir / EVAL_FILE)
+    evals[int(final["epoch"])] = _metric_items(final)
+    result: dict[str, Any] = {}
+    for duration in durations:
+        if duration not in evals:
+            raise RuntimeError(f"{run_dir} has no evaluation after epoch {duration}")
+        result[str(duration)] = {**evals[duration], "train_loss": epoch_loss.get(duration)}
+    speeds.sort()
+    return {"durations": result,
+            "images_per_s": speeds[len(speeds) // 2] if speeds else None}
+
+
+def _run_train(job: Job, out: Path) -> dict[str, Any]:
+    run_dir = out / RUNS_DIR / job.slug
+    config = TrainConfig.from_dict(job.config)
+    saved = run_dir / CONFIG_FILE
+    same = saved.exists() and same_settings(job, read_json(saved))
+    resumed = False
+    if same and (run_dir / EVAL_FILE).exists():
+        resumed = True  # training had finished; only the store write was lost
+    elif same and (run_dir / CHECKPOINT_FILE).exists():
+        train(config, run_dir, resume=True, progress=False)
+        resumed = True
+    else:
+        train(config, run_dir, overwrite=True, progress=False)
+    return {**collect_run(run_dir, job.durations), "resumed": resumed,
+            "run_dir": str(run_dir.relative_to(out))}
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _run_floor(job: Job) -> dict[str, Any]:
+    config = TrainConfig.from_dict(job.config)
+    return {"durations": {"0": evaluate_initial(config, device=_device(config.device))}}
+
+
+def _run_profile(job: Job) -> dict[str, Any]:
+    config = job.config
+    data = data_module.load(config["dataset"], config["data_root"], config["download"])
+    image_size = config["image_size"] or data_module.default_image_size(config["dataset"])
+    rows = profile(
+        config["encoder"], config["batch_size"], image_size, data.channels,
+        variants=[(label, dict(options)) for label, options in config["variants"]],
+        embedding_dim=config["embedding_dim"], hidden_dim=config["hidden_dim"],
+        steps=config["steps"], warmup=min(2, config["steps"]), device=_device(config["device"]),
+    )
+    return {"profile": [row.to_dict() for row in rows]}
+
+
+def _run(job: Job, out: Path) -> dict[str, Any]:
+    if job.kind == "train":
+        return _run_train(job, out)
+    if job.kind == "floor":
+        return _run_floor(job)
+    return _run_profile(job)
+
+
+def execute(job: Job, out: Path) -> dict[str, Any]:
+    """Run one job and return its outcome; never raises for a failing cell."""
+    outcome: dict[str, Any] = {"started_at": now(), "threads": torch.get_num_threads()}
+    start = time.perf_counter()
+    if job.skip_reason:
+        outcome.update(status="skipped", error=job.skip_reason)
+    else:
+        try:
+            outcome.update(_run(job, out), status="ok")
+        except Exception as error:  # a failing cell must not stop the grid
+            outcome.update(status="error", error=f"{type(error).__name__}: {error}",
+                           traceback=traceback.format_exc())
+    outcome["wall_seconds"] = time.perf_counter() - start
+    outcome["finished_at"] = now()
+    return outcome

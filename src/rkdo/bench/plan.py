@@ -1,0 +1,142 @@
+"""Planning: a grid expands into jobs, each one unit of work and of storage.
+
+    floor     (dataset, seed)            the untrained encoder, evaluated once: duration 0
+    train     (dataset, method, seed)    ONE run of max(durations) epochs, evaluated after each
+                                         duration (``eval_epochs``) instead of retraining from
+                                         scratch for every duration as the paper did
+    profile   (dataset)                  FLOPs and time per step (:mod:`rkdo.bench.flops`)
+
+A cell's TrainConfig is, later keys winning, ``settings < dataset options < method options <
+execution overrides < {dataset, seed, epochs = max(durations), eval_epochs = the others}``.
+With a constant learning rate and per-epoch data order drawn from ``(seed, epoch)``, the first
+``d`` epochs of the longer run are the ``d``-epoch run, so reuse changes no number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rkdo.bench.grid import FLOOR, DatasetSpec, Grid, MethodSpec
+from rkdo.training import EXECUTION_FIELDS, LOSS_FIELDS, TrainConfig
+from rkdo.training import validate as validate_config
+
+__all__ = ["Job", "plan", "train_config", "PROFILE_FIELDS"]
+
+PROFILE_FIELDS = ("dataset", "encoder", "batch_size", "image_size", "embedding_dim",
+                  "hidden_dim", "data_root", "download", "device")
+"""The TrainConfig fields a profile job takes from its dataset's runs."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work and of storage.
+
+    ``kind`` is ``"floor"`` (untrained encoder, duration 0), ``"train"`` (one run evaluated at
+    every duration) or ``"profile"``; ``config`` is a TrainConfig dict (train/floor) or the
+    profile's parameters.
+    """
+
+    key: str
+    kind: str
+    dataset: str
+    method: str
+    seed: int | None
+    config: dict[str, Any]
+    durations: tuple[int, ...]
+    skip_reason: str = ""
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.key)
+
+
+def train_config(grid: Grid, dataset: DatasetSpec, method: MethodSpec, seed: int,
+                 overrides: dict[str, Any]) -> dict[str, Any]:
+    """The full TrainConfig dict of one (dataset, method, seed) cell."""
+    values = {**grid.settings, **dataset.options, **method.options, **overrides,
+              "dataset": dataset.dataset, "seed": seed, "epochs": max(grid.durations),
+              "eval_epochs": [d for d in grid.durations if d != max(grid.durations)]}
+    return dataclasses.asdict(TrainConfig.from_dict(values))
+
+
+def _profile_variants(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any],
+                      skip: dict[str, str]) -> list[list[Any]]:
+    """``[label, loss options]`` of each runnable method of the grid, exactly as its runs are
+    configured on ``dataset``; the treatment also at depth 1 when it recurses deeper."""
+    variants: list[list[Any]] = []
+    for spec in grid.methods:
+        if spec.name in skip:
+            continue
+        config = TrainConfig.from_dict(
+            train_config(grid, dataset, spec, grid.seeds[0], overrides))
+        options = {k: getattr(config, k) for k in LOSS_FIELDS}
+        if config.resolved_recursion() == "in-step":
+            if spec.name == grid.treatment and config.depth != 1:
+                variants.append([f"{spec.name} depth 1", {**options, "depth": 1}])
+            variants.append([f"{spec.name} depth {config.depth}", options])
+        else:
+            variants.append([spec.name, options])
+    return variants
+
+
+def _skipped_methods(grid: Grid, overrides: dict[str, Any]) -> dict[str, str]:
+    """``{method: reason}`` for optional methods that cannot run here; raise for the others."""
+    skip: dict[str, str] = {}
+    for spec in grid.methods:
+        for dataset in grid.datasets:
+            config = train_config(grid, dataset, spec, grid.seeds[0], overrides)
+            try:
+                validate_config(TrainConfig.from_dict(config))
+            except ValueError as error:
+                if not spec.optional:
+                    raise ValueError(
+                        f"method {spec.name!r} on {dataset.dataset}: {error}") from None
+                skip[spec.name] = f"optional method skipped: {error}"
+    return skip
+
+
+def _profile_job(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any],
+                 skip: dict[str, str]) -> Job:
+    base = train_config(grid, dataset, grid.method(grid.baseline), grid.seeds[0], overrides)
+    config: dict[str, Any] = {k: base[k] for k in PROFILE_FIELDS}
+    config["variants"] = _profile_variants(grid, dataset, overrides, skip)
+    config["steps"] = grid.profile_steps
+    return Job(f"{dataset.dataset}/profile", "profile", dataset.dataset, "profile", None,
+               config, ())
+
+
+def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool = True
+         ) -> list[Job]:
+    """All jobs of ``grid``, seed-major (one full seed first, so partial results are usable).
+
+    Every config is checked with :func:`rkdo.training.validate` first: a method marked
+    ``optional = true`` that cannot run here (e.g. lightly not installed) gets jobs with a
+    ``skip_reason``; any other invalid setting raises ``ValueError`` before anything runs.
+    ``validate=False`` skips these checks (reading a store back needs none of them).
+    """
+    overrides = dict(overrides or {})
+    bad = sorted(set(overrides) - set(EXECUTION_FIELDS))
+    if bad:
+        raise ValueError(f"only {', '.join(EXECUTION_FIELDS)} may be overridden, not {bad}")
+    skip = _skipped_methods(grid, overrides) if validate else {}
+    floor_method = grid.method(grid.baseline)
+    durations = tuple(grid.durations)
+    jobs = []
+    for seed in grid.seeds:
+        for dataset in grid.datasets:
+            floor = train_config(grid, dataset, floor_method, seed, overrides)
+            if floor["eval_protocol"] != "none":  # nothing to evaluate otherwise
+                jobs.append(Job(f"{dataset.dataset}/{FLOOR}/seed{seed}", "floor",
+                                dataset.dataset, FLOOR, seed, floor, (0,)))
+            for spec in grid.methods:
+                jobs.append(Job(
+                    f"{dataset.dataset}/{spec.name}/seed{seed}", "train", dataset.dataset,
+                    spec.name, seed, train_config(grid, dataset, spec, seed, overrides),
+                    durations, skip.get(spec.name, ""),
+                ))
+    if grid.profile:
+        jobs += [_profile_job(grid, dataset, overrides, skip) for dataset in grid.datasets]
+    return jobs

@@ -1,0 +1,43 @@
+"""Tests for rkdo.bench.plan: a grid expands into the paper's jobs with the right configs."""
+
+from __future__ import annotations
+
+import pytest
+
+from rkdo import bench
+
+
+def test_shipped_grids_parse_into_the_paper_design() -> None:
+    assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "paper"]
+    paper = bench.load_grid("paper")
+    assert paper.seeds == [42, 123, 456, 789, 101] and paper.durations == [1, 2, 5, 10]
+    jobs = bench.plan(paper, validate=False)
+    kinds = [job.kind for job in jobs]
+    # 3 datasets x 5 seeds x (floor + 2 methods) + one profile per dataset
+    assert kinds.count("train") == 30 and kinds.count("floor") == 15
+    assert kinds.count("profile") == 3
+    by_key = {job.key: job for job in jobs}
+    rkdo = by_key["cifar10/rkdo/seed42"].config
+    assert (rkdo["depth"], rkdo["alpha"], rkdo["temperature"], rkdo["beta"]) == (3, 0.5, 0.5, 0.1)
+    assert rkdo["encoder"] == "resnet18" and rkdo["batch_size"] == 64
+    assert rkdo["steps_per_epoch"] == 10 and rkdo["epochs"] == 10
+    assert rkdo["eval_epochs"] == [1, 2, 5] and rkdo["eval_protocol"] in ("paper", "both")
+    icon = by_key["stl10/icon/seed101"].config
+    assert (icon["method"], icon["temperature"], icon["debias"], icon["batch_size"]) == (
+        "icon", 0.5, 0.2, 32)
+    profile = by_key["cifar10/profile"].config
+    assert [label for label, _ in profile["variants"]] == ["rkdo depth 1", "rkdo depth 3",
+                                                          "icon"]
+    # each variant is its method exactly as the grid runs it (no options leak between methods)
+    variants = dict(profile["variants"])
+    assert variants["rkdo depth 3"]["debias"] is None and variants["icon"]["debias"] == 0.2
+    assert variants["rkdo depth 1"]["depth"] == 1 and variants["rkdo depth 3"]["depth"] == 3
+    fashion = bench.load_grid("fashion-cpu")
+    assert fashion.datasets[0].dataset == "fashion-mnist"
+    assert {m.name for m in fashion.methods} >= {"rkdo", "icon"}
+
+
+
+def test_only_execution_settings_may_be_overridden() -> None:
+    with pytest.raises(ValueError, match="may be overridden"):
+        bench.plan(bench.load_grid("digits-smoke"), {"lr": 0.1}, validate=False)
