@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers.required = True
     add_parser(subparsers)
     args = parser.parse_args(argv)
-    from rkdo.cli.main import run_command
+    from rkdo.cli._common import run_command
 
     return run_command(args, f"rkdo {args.command}")
 
