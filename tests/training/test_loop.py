@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rkdo.training import loop as train_module
-from rkdo.training.loop import (
+from rkdo.training import (
     RunExistsError,
     TrainConfig,
     TrainingError,
@@ -22,6 +21,7 @@ from rkdo.training.loop import (
     train,
     validate,
 )
+from rkdo.training import components as training_components
 
 FAST = TrainConfig(
     dataset="digits", encoder="small-cnn", method="rkdo", epochs=2, steps_per_epoch=4,
@@ -118,19 +118,19 @@ def test_an_existing_run_is_never_overwritten_by_accident(tmp_path: Path) -> Non
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_build = train_module.build_loss
+    real_build = training_components.build_loss
 
     class PoisonAfter(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
-            self.inner, self.form, self.calls = inner, inner.form, 0
+            self.inner, self.calls = inner, 0
 
         def forward(self, *args, **kwargs):
             self.calls += 1
             value = self.inner(*args, **kwargs)
             return value * float("nan") if self.calls >= 4 else value
 
-    monkeypatch.setattr(train_module, "build_loss",
+    monkeypatch.setattr(training_components, "build_loss",
                         lambda *a, **k: PoisonAfter(real_build(*a, **k)))
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4;.*checkpoint"):
