@@ -73,3 +73,15 @@ def test_format_table_reports_ratios() -> None:
     assert "+10.0%" in table
     assert "9.5545" in table and "1.0000" in table
     assert profile.format_table(rows, markdown=True).startswith("| variant |")
+
+
+def test_profile_calls_every_loss_shape_as_the_trainer_does() -> None:
+    variants = [("tsne", {"method": "tsne", "perplexity": 3.0}),
+                ("temporal icon", {"method": "icon", "recursion": "temporal"}),
+                ("symmetric simclr", {"method": "simclr", "form": "symmetric"})]
+    rows = profile.profile("small-cnn", batch_size=8, image_size=8, channels=1,
+                           variants=variants, embedding_dim=8, hidden_dim=16, steps=0)
+    assert [r.label for r in rows] == [label for label, _ in variants]
+    # the same encoder on the same views: only the losses' FLOPs differ
+    encoder = {r.forward_flops - r.loss_forward_flops for r in rows}
+    assert len(encoder) == 1 and all(r.loss_forward_flops > 0 for r in rows)
