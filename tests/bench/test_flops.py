@@ -11,6 +11,7 @@ from torch import nn
 
 from rkdo.bench import flops as profile
 from rkdo.losses import IConLoss, RKDOLoss
+from rkdo.training import Objective
 
 
 @pytest.mark.parametrize("batch,inputs,outputs", [(4, 3, 5), (64, 32, 10)])
@@ -48,8 +49,7 @@ def test_step_flops_of_a_linear_encoder_and_the_losses(depth: int | None) -> Non
     views = (torch.randn(batch, channels, size, size), torch.randn(batch, channels, size, size))
     labels = torch.zeros(batch, dtype=torch.long)
     forward, train, loss_only, median = profile.profile_step(
-        encoder, loss, views, labels, method="icon" if depth is None else "rkdo", steps=2,
-        warmup=1,
+        encoder, Objective(loss), views, labels, steps=2, warmup=1,
     )
     # one z1 z2^T, shared by all K+1 temperatures of RKDO (the rest is element-wise, uncounted)
     similarity = 2 * batch * batch * dim
@@ -73,3 +73,15 @@ def test_format_table_reports_ratios() -> None:
     assert "+10.0%" in table
     assert "9.5545" in table and "1.0000" in table
     assert profile.format_table(rows, markdown=True).startswith("| variant |")
+
+
+def test_profile_calls_every_loss_shape_as_the_trainer_does() -> None:
+    variants = [("tsne", {"method": "tsne", "perplexity": 3.0}),
+                ("temporal icon", {"method": "icon", "recursion": "temporal"}),
+                ("symmetric simclr", {"method": "simclr", "form": "symmetric"})]
+    rows = profile.profile("small-cnn", batch_size=8, image_size=8, channels=1,
+                           variants=variants, embedding_dim=8, hidden_dim=16, steps=0)
+    assert [r.label for r in rows] == [label for label, _ in variants]
+    # the same encoder on the same views: only the losses' FLOPs differ
+    encoder = {r.forward_flops - r.loss_forward_flops for r in rows}
+    assert len(encoder) == 1 and all(r.loss_forward_flops > 0 for r in rows)

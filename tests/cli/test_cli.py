@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from rkdo.cli.main import build_parser, main
+from rkdo.cli.train import config_from_args
+from rkdo.training import GROUPS, TrainConfig
 
 
 def test_help_explains_every_training_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,6 +26,27 @@ def test_help_explains_every_training_option(capsys: pytest.CaptureFixture[str])
                  "--precision", "--channels-last", "--eval-protocol", "--record-field"):
         assert flag in text, flag
     assert "tsne" in text and "supcon" in text  # the methods epilog
+
+
+def test_every_config_field_is_a_flag_in_its_group(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    sections = dict(re.findall(r"^(\w+) options:\n(.*?)(?=^\S|\Z)", text, re.M | re.S))
+    assert set(sections) == set(GROUPS)
+    for spec in dataclasses.fields(TrainConfig):
+        assert spec.metadata["help"] and spec.metadata["group"] in GROUPS, spec.name
+        flag = "--" + spec.name.replace("_", "-")
+        assert re.search(rf"^  {flag}\b", sections[spec.metadata["group"]], re.M), flag
+
+
+def test_default_flags_give_the_default_config() -> None:
+    args = build_parser().parse_args(["train", "--out", "x"])
+    assert config_from_args(args) == TrainConfig()
+    args = build_parser().parse_args(["train", "--out", "x", "--eval-epochs", "1", "2",
+                                      "--n-clusters", "7", "--detach-teacher"])
+    config = config_from_args(args)
+    assert (config.eval_epochs, config.n_clusters, config.detach_teacher) == ([1, 2], 7, True)
 
 
 def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,37 +13,23 @@ import numpy as np
 import pytest
 import torch
 
-from rkdo.training import loop as train_module
-from rkdo.training.loop import (
-    RunExistsError,
+from rkdo.training import (
     TrainConfig,
     TrainingError,
     load_run,
     train,
-    validate,
 )
-
-FAST = TrainConfig(
-    dataset="digits", encoder="small-cnn", method="rkdo", epochs=2, steps_per_epoch=4,
-    batch_size=32, embedding_dim=16, hidden_dim=32, eval_protocol="none", log_every=1,
-    seed=3,
-)
-
-
-def _train_lines(run: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    for line in lines:
-        line.pop("images_per_s", None)
-        line.pop("eval_seconds", None)
-    return lines
+from rkdo.training import components as training_components
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
 
 
-def test_resume_gives_the_same_weights_and_metrics(tmp_path: Path) -> None:
-    config = replace(FAST, eval_protocol="full", probe_train_size=300)
+def test_resume_gives_the_same_weights_and_metrics(
+    tmp_path: Path, fast: TrainConfig, train_lines,
+) -> None:
+    config = replace(fast, eval_protocol="full", probe_train_size=300)
     straight = tmp_path / "straight"
     result = train(config, straight, progress=False)
     interrupted = tmp_path / "interrupted"
@@ -56,7 +42,7 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert _train_lines(straight) == _train_lines(interrupted)
+    assert train_lines(straight) == train_lines(interrupted)
     for key in ("linear_probe", "knn_acc_20", "nmi", "heldout_icon_loss"):
         assert resumed[key] == pytest.approx(result[key], abs=1e-9), key
     # the run directory holds what the issue promises
@@ -68,10 +54,12 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path: Path) -> None:
     assert 0.0 <= evaluation["linear_probe"] <= 1.0 and evaluation["step"] == 8
 
 
-def test_training_moves_the_weights_and_logs_every_step(tmp_path: Path) -> None:
+def test_training_moves_the_weights_and_logs_every_step(
+    tmp_path: Path, fast: TrainConfig, train_lines,
+) -> None:
     run = tmp_path / "run"
-    train(FAST, run, progress=False)
-    lines = _train_lines(run)
+    train(fast, run, progress=False)
+    lines = train_lines(run)
     steps = [line["step"] for line in lines if "loss" in line]
     assert steps == list(range(1, 9))
     epochs = [line for line in lines if line.get("kind") == "epoch"]
@@ -79,7 +67,7 @@ def test_training_moves_the_weights_and_logs_every_step(tmp_path: Path) -> None:
     losses = [line["loss"] for line in lines if "loss" in line and line["step"] <= 4]
     assert epochs[0]["mean_loss"] == pytest.approx(np.mean(losses), rel=1e-6)
     loaded = load_run(run)
-    torch.manual_seed(FAST.seed)
+    torch.manual_seed(fast.seed)
     from rkdo.vision.models import build_model
 
     fresh = build_model("small-cnn", 1, 8, embedding_dim=16, hidden_dim=32)
@@ -89,108 +77,60 @@ def test_training_moves_the_weights_and_logs_every_step(tmp_path: Path) -> None:
     assert loaded.step == 8
 
 
-def test_eval_epochs_are_logged_once(tmp_path: Path) -> None:
-    config = replace(FAST, eval_protocol="full", eval_epochs=[1], probe_train_size=200)
+def test_eval_epochs_are_logged_once(tmp_path: Path, fast: TrainConfig, train_lines) -> None:
+    config = replace(fast, eval_protocol="full", eval_epochs=[1], probe_train_size=200)
     run = tmp_path / "run"
     train(config, run, progress=False)
-    evals = [line for line in _train_lines(run) if line.get("kind") == "eval"]
+    evals = [line for line in train_lines(run) if line.get("kind") == "eval"]
     assert [e["epoch"] for e in evals] == [1, 2]
 
 
-def test_an_existing_run_is_never_overwritten_by_accident(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    train(replace(FAST, epochs=1), run, progress=False)
-    before = (run / "checkpoint.pt").read_bytes()
-    with pytest.raises(RunExistsError, match="already holds this run.*--resume"):
-        train(replace(FAST, epochs=1), run, progress=False)
-    with pytest.raises(RunExistsError, match="differs in: alpha"):
-        train(replace(FAST, epochs=1, alpha=0.3), run, progress=False)
-    assert (run / "checkpoint.pt").read_bytes() == before
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("mine")
-    with pytest.raises(RunExistsError, match="not empty"):
-        train(FAST, other, progress=False)
-    train(replace(FAST, epochs=1, alpha=0.3), run, progress=False, overwrite=True)
-    assert json.loads((run / "config.json").read_text())["alpha"] == 0.3
-
-
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: TrainConfig
 ) -> None:
-    real_build = train_module.build_loss
+    real_build = training_components.build_loss
 
     class PoisonAfter(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
-            self.inner, self.form, self.calls = inner, inner.form, 0
+            self.inner, self.calls = inner, 0
 
         def forward(self, *args, **kwargs):
             self.calls += 1
             value = self.inner(*args, **kwargs)
             return value * float("nan") if self.calls >= 4 else value
 
-    monkeypatch.setattr(train_module, "build_loss",
+    monkeypatch.setattr(training_components, "build_loss",
                         lambda *a, **k: PoisonAfter(real_build(*a, **k)))
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"non-finite loss .* at step 4;.*checkpoint"):
-        train(replace(FAST, checkpoint_every=2), run, progress=False)
+        train(replace(fast, checkpoint_every=2), run, progress=False)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
     # logging rarely, the checkpoint at step 4 sees the NaN and keeps step 2's
     rare = tmp_path / "rare"
     with pytest.raises(TrainingError, match=r"non-finite loss .*step 4;.*kept"):
-        train(replace(FAST, checkpoint_every=2, log_every=100), rare, progress=False)
+        train(replace(fast, checkpoint_every=2, log_every=100), rare, progress=False)
     assert torch.load(rare / "checkpoint.pt", weights_only=True)["step"] == 2
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"dataset": "mnist"}, "unknown dataset 'mnist'; choose one of: digits"),
-        ({"encoder": "vit"}, "unknown encoder 'vit'; choose one of: resnet18"),
-        ({"method": "byol"}, "unknown method 'byol'; choose one of: simclr"),
-        ({"alpha": 1.5}, r"alpha must lie in \[0, 1\]"),
-        ({"temperature": 0.0}, "temperature must be a finite number > 0"),
-        ({"eval_epochs": [3]}, r"eval-epochs \[3\] must lie in \[1, epochs=2\]"),
-        ({"method": "tsne", "recursion": "temporal"}, "temporal recursion supports"),
-        ({"dataset": "stl10", "image_size": 28}, "image size 28 would throw away most of the 64"),
-        ({"encoder": "resnet18"}, "encoder 'resnet18' needs images of at least 16 px, got 8"),
-    ],
-)
-def test_bad_settings_are_refused_before_any_work(change: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        validate(replace(FAST, **change))
-
-
-def test_batch_larger_than_the_dataset_is_refused(tmp_path: Path) -> None:
+def test_batch_larger_than_the_dataset_is_refused(tmp_path: Path, fast: TrainConfig) -> None:
     with pytest.raises(ValueError, match=r"batch size 5000 is larger than the digits training"):
-        train(replace(FAST, batch_size=5000), tmp_path / "run", progress=False)
+        train(replace(fast, batch_size=5000), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
-def test_image_size_that_throws_away_the_image_is_refused(tmp_path: Path) -> None:
+def test_image_size_that_throws_away_the_image_is_refused(
+    tmp_path: Path, fast: TrainConfig,
+) -> None:
     with pytest.raises(ValueError, match="image size 3 would throw away"):
-        train(replace(FAST, image_size=3), tmp_path / "run", progress=False)
-
-
-def test_record_field_writes_probe_fields(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    train(replace(FAST, record_field=6, record_every=2), run, progress=False)
-    fields = np.load(run / "fields.npz")
-    assert fields["steps"].tolist() == [0, 2, 4, 6, 8]
-    assert fields["teacher"].shape == fields["student"].shape == (5, 6, 6)
-    np.testing.assert_allclose(fields["teacher"].sum(-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(fields["student"].sum(-1), 1.0, atol=1e-5)
-    # the in-step teacher mixes the identity with the student: not the identity any more
-    assert not np.allclose(fields["teacher"][0], np.eye(6))
-    assert fields["labels"].shape == (6,)
+        train(replace(fast, image_size=3), tmp_path / "run", progress=False)
 
 
 @pytest.mark.parametrize("method", ["supcon", "tsne", "cluster"])
-def test_other_presets_train(tmp_path: Path, method: str) -> None:
-    config = replace(FAST, method=method, epochs=1, perplexity=5.0)
+def test_other_presets_train(tmp_path: Path, method: str, fast: TrainConfig, train_lines) -> None:
+    config = replace(fast, method=method, epochs=1, perplexity=5.0)
     train(config, tmp_path / method, progress=False)
-    losses = [line["loss"] for line in _train_lines(tmp_path / method) if "loss" in line]
+    losses = [line["loss"] for line in train_lines(tmp_path / method) if "loss" in line]
     assert all(np.isfinite(losses)) and len(losses) == 4
 
 
@@ -214,8 +154,10 @@ def test_torchrun_data_parallel_run(tmp_path: Path) -> None:
     assert not any(key.startswith("module.") for key in state["model"])
 
 
-def test_temporal_recursion_resumes_with_its_teacher_field(tmp_path: Path) -> None:
-    config = replace(FAST, method="icon", recursion="temporal", alpha_schedule="cosine",
+def test_temporal_recursion_resumes_with_its_teacher_field(
+    tmp_path: Path, fast: TrainConfig,
+) -> None:
+    config = replace(fast, method="icon", recursion="temporal", alpha_schedule="cosine",
                      alpha=0.6, record_field=5, record_every=4)
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     train(config, straight, progress=False)

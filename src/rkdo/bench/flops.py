@@ -34,6 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rkdo.training import Objective, TrainConfig, build_loss
+from rkdo.vision.models import build_model
+
 __all__ = [
     "PAPER_GFLOPS",
     "DEFAULT_VARIANTS",
@@ -95,31 +98,12 @@ class StepProfile:
         return asdict(self)
 
 
-def _loss_call(
-    loss_fn: nn.Module, method: str
-) -> Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]:
-    """``(z1, z2, labels, view1) -> loss`` the way the trainer calls this loss."""
-    from rkdo import methods
-
-    needs_inputs = method in methods.METHODS and "inputs" in methods.METHODS[method].needs
-    single = getattr(loss_fn, "form", "pair") == "single"
-
-    def call(z1: Tensor, z2: Tensor, labels: Tensor, view1: Tensor) -> Tensor:
-        extras: dict[str, Tensor] = {"labels": labels}
-        if needs_inputs:
-            extras["inputs"] = view1.flatten(1).float()
-        return loss_fn(z1, **extras) if single else loss_fn(z1, z2, **extras)
-
-    return call
-
-
 def profile_step(
     model: nn.Module,
-    loss_fn: nn.Module,
+    objective: Objective,
     views: tuple[Tensor, Tensor],
     labels: Tensor,
     *,
-    method: str = "rkdo",
     steps: int = 10,
     warmup: int = 3,
     lr: float = 1e-3,
@@ -127,16 +111,20 @@ def profile_step(
     """``(forward FLOPs, forward+backward FLOPs, loss-only forward FLOPs, median seconds)``.
 
     ``model`` is trained in place for ``warmup + steps`` Adam steps while timing (pass a fresh
-    copy if its weights matter). ``steps = 0`` skips timing (median NaN).
+    copy if its weights matter). ``steps = 0`` skips timing (median NaN). The loss is called
+    as the trainer calls it (``objective``), the batch being samples ``0 .. B-1`` at step 0.
     """
     if steps < 0 or warmup < 0:
         raise ValueError(f"steps and warmup must be >= 0, got {steps} and {warmup}")
-    call = _loss_call(loss_fn, method)
     view1, view2 = views
+    index = torch.arange(len(view1), device=view1.device)
     model.train()
 
+    def call(z1: Tensor, z2: Tensor) -> Tensor:
+        return objective(z1, z2, labels=labels, view1=view1, index=index)
+
     def forward() -> Tensor:
-        return call(model(view1), model(view2), labels, view1)
+        return call(model(view1), model(view2))
 
     def forward_backward() -> None:
         model.zero_grad(set_to_none=True)
@@ -146,11 +134,11 @@ def profile_step(
         z1, z2 = model(view1), model(view2)
     forward_flops = count_flops(forward)
     train_flops = count_flops(forward_backward)
-    loss_flops = count_flops(lambda: call(z1, z2, labels, view1))
+    loss_flops = count_flops(lambda: call(z1, z2))
 
     median = float("nan")
     if steps:
-        parameters = list(model.parameters()) + list(loss_fn.parameters())
+        parameters = list(model.parameters()) + list(objective.loss.parameters())
         optimizer = torch.optim.Adam(parameters, lr=lr)
         synchronize = (torch.cuda.synchronize if view1.is_cuda else lambda: None)
         seconds = []
@@ -185,11 +173,8 @@ def profile(
 
     Every variant gets the same freshly initialised encoder (``seed``) and the same random
     views, so the differences are the losses'. Variants are ``(label, overrides)`` with
-    overrides of :class:`rkdo.training.loop.TrainConfig` (``method``, ``depth``, ``alpha``, ...).
+    overrides of :class:`rkdo.training.TrainConfig` (``method``, ``depth``, ``alpha``, ...).
     """
-    from rkdo.vision.models import build_model
-    from rkdo.training.loop import TrainConfig, build_loss
-
     for name, value in (("batch_size", batch_size), ("image_size", image_size),
                         ("channels", channels)):
         if int(value) < 1:
@@ -213,8 +198,8 @@ def profile(
                             hidden_dim=hidden_dim).to(torch_device)
         loss_fn = build_loss(config, n_samples=batch_size).to(torch_device)
         forward, train, loss_only, median = profile_step(
-            model, loss_fn, views, labels, method=config.method, steps=steps, warmup=warmup,
-            lr=config.lr,
+            model, Objective.for_config(loss_fn, config), views, labels, steps=steps,
+            warmup=warmup, lr=config.lr,
         )
         recursive = config.resolved_recursion() != "none"
         results.append(StepProfile(

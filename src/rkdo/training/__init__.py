@@ -1,27 +1,33 @@
-"""Training: the run configuration, how each loss is called on a batch, the run directory,
-the field recorder and the loop (checkpointed, resumable, torchrun-ready)."""
+"""Training: the run configuration (:mod:`.config`), how each loss is called on a batch
+(:mod:`.objective`), what a config builds (:mod:`.components`), the run directory (:mod:`.rundir`),
+the field recorder (:mod:`.recorder`) and the loop (:mod:`.loop`: checkpointed, resumable,
+torchrun-ready)."""
 
-from rkdo.training.loop import (
+from rkdo.training.components import evaluate_initial
+from rkdo.training.config import (
+    EXECUTION_FIELDS,
+    GROUPS,
+    LOSS_FIELDS,
+    TrainConfig,
+    config_identity,
+    validate,
+)
+from rkdo.training.loop import TrainingError, train
+from rkdo.training.objective import Objective, build_loss
+from rkdo.training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
-    EXECUTION_FIELDS,
-    LOSS_FIELDS,
     EVAL_FILE,
     FIELDS_FILE,
     METRICS_FILE,
+    Run,
     RunExistsError,
-    TrainConfig,
-    TrainingError,
-    build_loss,
-    config_identity,
-    evaluate_initial,
     load_run,
-    train,
-    validate,
 )
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",
-    "EXECUTION_FIELDS", "LOSS_FIELDS", "config_identity", "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "evaluate_initial",
+    "EXECUTION_FIELDS", "GROUPS", "LOSS_FIELDS", "Objective", "Run", "RunExistsError",
+    "TrainConfig", "TrainingError", "build_loss", "config_identity", "evaluate_initial",
     "load_run", "train", "validate",
 ]

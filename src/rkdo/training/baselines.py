@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["BASELINES", "LightlyNTXent"]
-
-BASELINES = ("lightly-ntxent",)
+__all__ = ["LightlyNTXent"]
 
 
 class LightlyNTXent(nn.Module):
     """lightly's ``NTXentLoss(temperature)``, called as ``loss(z1, z2)``."""
-
-    form = "symmetric"
 
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__()

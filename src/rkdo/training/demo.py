@@ -9,11 +9,16 @@ targets give smaller KL values by construction), so they are plotted but not com
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 from typing import Any
 
-from rkdo.training.loop import TrainConfig, evaluate_initial, train
+from rkdo._io import read_jsonl
+from rkdo.training.components import evaluate_initial
+from rkdo.training.config import TrainConfig
+from rkdo.training.loop import train
+from rkdo.training.rundir import METRICS_FILE
+from rkdo.vision import data as data_module
 
 __all__ = ["run_demo", "format_table", "DEMO_METRICS"]
 
@@ -47,8 +52,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 
 def _training_curve(run_dir: Path) -> tuple[list[int], list[float]]:
     steps, losses = [], []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in read_jsonl(run_dir / METRICS_FILE):
         if record.get("kind", "train") == "train" and "loss" in record:
             steps.append(record["step"])
             losses.append(record["loss"])
@@ -56,12 +60,10 @@ def _training_curve(run_dir: Path) -> tuple[list[int], list[float]]:
 
 
 def _figure(out: Path, results: dict[str, dict[str, Any]], runs: dict[str, Path]) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2)
     colours = {"untrained": "#9e9e9e", "I-Con": "#1f77b4", "RKDO": "#d62728"}
     for name, run_dir in runs.items():
         steps, losses = _training_curve(run_dir)
@@ -89,7 +91,6 @@ def _figure(out: Path, results: dict[str, dict[str, Any]], runs: dict[str, Path]
     fig.tight_layout()
     path = out / "demo.png"
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -102,8 +103,6 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Train I-Con and RKDO on digits, print the comparison and save ``demo.png``."""
-    import time
-
     out = Path(out)
     base = dict(dataset="digits", encoder="small-cnn", epochs=epochs, batch_size=128, seed=seed,
                 log_every=5)
@@ -136,6 +135,4 @@ def run_demo(
 
 
 def _test_size(config: TrainConfig) -> int:
-    from rkdo.vision import data as data_module
-
     return len(data_module.load(config.dataset, config.data_root).test)

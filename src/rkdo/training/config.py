@@ -1,0 +1,264 @@
+"""The run configuration: every setting of a training run, each field describing itself.
+
+A :class:`TrainConfig` is saved as ``config.json`` in the run directory (a JSON object, one key
+per field, sorted). Each field carries its own metadata, from which the rest is derived:
+
+    group        data | model | loss | optimisation | evaluation | execution | recording
+                 (the argument groups of ``rkdo train --help``)
+    help         the flag's help text
+    execution    True for settings that say where/how a run executes, not what it computes:
+                 they may be overridden and are left out of :func:`config_identity`
+    choices      the allowed values (the loss checks its own hyper-parameters' ranges)
+    at_least     the smallest allowed integer (``None`` values are allowed for optional fields)
+
+:func:`validate` checks the declared constraints, then the settings that depend on each other
+(image size vs dataset and encoder, temporal recursion vs method, evaluation epochs vs epochs)
+and the loss hyper-parameter ranges (by building the loss).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from rkdo import methods
+from rkdo._validation import check_choice, check_int, check_positive
+from rkdo.evaluation import PROTOCOLS
+from rkdo.fields import MIN_POINTS
+from rkdo.training.objective import METHOD_CHOICES, RECURSIONS, build_loss
+from rkdo.vision import data as data_module
+from rkdo.vision import models
+
+__all__ = [
+    "GROUPS",
+    "TrainConfig",
+    "EXECUTION_FIELDS",
+    "LOSS_FIELDS",
+    "config_identity",
+    "validate",
+]
+
+GROUPS = ("data", "model", "loss", "optimisation", "evaluation", "execution", "recording")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("none", "cosine")
+PRECISIONS = ("fp32", "bf16")
+EVAL_PROTOCOLS = (*PROTOCOLS, "none")
+
+
+def _option(
+    default: Any,
+    group: str,
+    help: str,
+    *,
+    execution: bool = False,
+    choices: tuple[str, ...] | None = None,
+    at_least: int | None = None,
+) -> Any:
+    """A dataclass field with its metadata (see the module docstring)."""
+    metadata = {"group": group, "help": help, "execution": execution, "choices": choices,
+                "at_least": at_least}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run directory."""
+
+    dataset: str = _option(
+        "digits", "data",
+        "digits (embedded, no download), fashion-mnist, cifar10, cifar100, stl10 or "
+        "imagefolder:PATH (PATH/train and PATH/test class folders)")
+    data_root: str | None = _option(
+        None, "data",
+        "where the dataset lives (fashion-mnist default: /usr/share/datasets/fashion-mnist, "
+        "from `apt-get install dataset-fashion-mnist`)", execution=True)
+    download: bool = _option(
+        False, "data", "download the dataset with torchvision if it is not under --data-root",
+        execution=True)
+    image_size: int | None = _option(
+        None, "data",
+        "training resolution in pixels (default: 8 digits, 28 fashion-mnist, 32 CIFAR, "
+        "64 STL-10)")
+    encoder: str = _option(
+        "small-cnn", "model",
+        "resnet18 (ImageNet stem, the paper's), resnet18-cifar (3x3 stem, no max-pool) or "
+        "small-cnn (fast on a CPU)", choices=models.ENCODERS)
+    embedding_dim: int = _option(
+        64, "model", "output dimension of the projection head (L2-normalised)", at_least=1)
+    hidden_dim: int = _option(
+        512, "model", "hidden width of the Linear-BN-ReLU-Linear projection head", at_least=1)
+    method: str = _option(
+        "rkdo", "loss",
+        "loss preset (see the methods below): rkdo, icon, simclr, supcon, sne, tsne, cluster, "
+        "kmeans, lightly-ntxent", choices=METHOD_CHOICES)
+    recursion: str = _option(
+        "auto", "loss",
+        "auto (the method's own), none (static I-Con), in-step (recursion inside each step, "
+        "the reference notebooks'), temporal (a teacher field across steps) or "
+        "temporal+in-step", choices=RECURSIONS)
+    temperature: float = _option(0.5, "loss", "temperature tau of the learned cosine kernel")
+    alpha: float = _option(
+        0.5, "loss", "RKDO teacher update rate in [0, 1]: p(t) = (1-alpha) p(t-1) + alpha q(t-1)")
+    depth: int = _option(3, "loss", "RKDO in-step recursion depth K >= 1")
+    beta: float = _option(
+        0.1, "loss", "RKDO temperature decay in [0, 1): tau_t = tau (1 - beta t / K)")
+    debias: float | None = _option(
+        None, "loss", "uniform leak of the target in [0, 1) (default: the method's, 0.2 for icon)")
+    detach_teacher: bool = _option(
+        False, "loss", "stop the gradient through the RKDO teacher (the reference lets it flow)")
+    form: str | None = _option(
+        None, "loss", "pair (view 1 vs view 2, the reference's), symmetric (NT-Xent 2B x 2B) or "
+        "single (default: the method's)")
+    perplexity: float = _option(
+        30.0, "loss", "perplexity of the Gaussian input kernel (sne, tsne, kmeans)")
+    n_clusters: int | None = _option(
+        None, "loss", "number of prototypes of the cluster kernel (cluster, kmeans; default 10)")
+    # schedules over the run's steps (the temporal teacher's alpha like the learning rate)
+    alpha_schedule: str = _option(
+        "constant", "optimisation", "temporal recursion: constant, linear, cosine or step decay "
+        "of alpha")
+    alpha_final: float = _option(
+        0.0, "optimisation", "temporal recursion: alpha at the end of training")
+    epochs: int = _option(
+        10, "optimisation", "number of epochs (an epoch is a pass over the training split, or "
+        "--steps-per-epoch batches)", at_least=1)
+    steps_per_epoch: int | None = _option(
+        None, "optimisation", "cap on batches per epoch (the paper's 'epoch' is 10 batches)",
+        at_least=1)
+    batch_size: int = _option(
+        64, "optimisation", "global batch size (split over processes under torchrun)", at_least=1)
+    optimizer: str = _option("adam", "optimisation", "adam or sgd", choices=OPTIMIZERS)
+    lr: float = _option(1e-3, "optimisation", "learning rate (> 0)")
+    weight_decay: float = _option(1e-5, "optimisation", "weight decay")
+    momentum: float = _option(0.9, "optimisation", "SGD momentum")
+    lr_schedule: str = _option(
+        "none", "optimisation", "none or cosine (annealed to 0 over the run)", choices=SCHEDULES)
+    seed: int = _option(0, "optimisation", "random seed (model init, data order, augmentations)")
+    device: str = _option("auto", "execution", "auto, cpu or cuda[:N]", execution=True)
+    precision: str = _option("fp32", "execution", "fp32 or bf16 (autocast)", choices=PRECISIONS)
+    channels_last: bool = _option(False, "execution", "use the channels_last memory format")
+    eval_protocol: str = _option(
+        "full", "evaluation", "full (whole official test split), paper (the reference's ~700 "
+        "images), both, or none", choices=EVAL_PROTOCOLS)
+    eval_epochs: list[int] = _option(
+        [], "evaluation", "also evaluate after these epochs, e.g. --eval-epochs 1 2 5")
+    eval_projection: bool = _option(
+        False, "evaluation", "evaluate on the projection head's output instead of backbone "
+        "features")
+    probe_train_size: int | None = _option(
+        None, "evaluation", "subsample the training split for the linear probe (bounds eval "
+        "time)", at_least=1)
+    checkpoint_every: int = _option(
+        0, "recording", "write a checkpoint every N steps (0: at evaluations and at the end)",
+        execution=True, at_least=0)
+    log_every: int = _option(
+        10, "recording", "log a metrics line every N steps", execution=True, at_least=1)
+    record_field: int = _option(
+        0, "recording", f"record teacher/student fields over N >= {MIN_POINTS} probe anchors "
+        "for `rkdo viz` (0: off)", at_least=0)
+    record_every: int = _option(10, "recording", "record the fields every N steps", at_least=1)
+    tensorboard: bool = _option(
+        False, "recording", "also log to TensorBoard (pip install rkdo[tensorboard])",
+        execution=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from a ``config.json`` dict: missing keys take their defaults, unknown keys
+        are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def resolved_recursion(self) -> str:
+        """The recursion actually used: ``auto`` is the method's own (in-step for ``rkdo``)."""
+        if self.recursion != "auto":
+            return self.recursion
+        method = methods.METHODS.get(self.method)
+        return "in-step" if method is not None and method.recursive else "none"
+
+
+EXECUTION_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata["execution"])
+"""TrainConfig fields that say where/how a run executes, not what it computes: they may be
+overridden on the command line and do not make a stored result stale."""
+
+LOSS_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata["group"] == "loss")
+"""TrainConfig fields that choose and parameterise the loss of one step (the schedules over
+the run are optimisation fields)."""
+
+
+def config_identity(values: dict[str, Any]) -> dict[str, Any]:
+    """What a run computes: ``values`` normalised through :meth:`TrainConfig.from_dict` (missing
+    keys take their defaults, so adding a field keeps old results), execution fields dropped."""
+    normal = asdict(TrainConfig.from_dict(dict(values)))
+    return {k: v for k, v in normal.items() if k not in EXECUTION_FIELDS}
+
+
+def _check_declared(config: TrainConfig) -> None:
+    """The constraints in the fields' metadata (choices, lower bounds)."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if value is None:
+            continue
+        choices = spec.metadata["choices"]
+        if choices is not None:
+            check_choice(spec.name.replace("_", " "), value, choices)
+        if spec.metadata["at_least"] is not None:
+            check_int(spec.name.replace("_", "-"), value, low=spec.metadata["at_least"])
+
+
+def _check_images(config: TrainConfig) -> None:
+    native = data_module.default_image_size(config.dataset)
+    size = config.image_size or native
+    if size * 2 < native:
+        raise ValueError(
+            f"image size {size} would throw away most of the {native} px {config.dataset} "
+            f"images; use --image-size >= {math.ceil(native / 2)}"
+        )
+    if size < models.min_image_size(config.encoder):
+        raise ValueError(
+            f"encoder {config.encoder!r} needs images of at least "
+            f"{models.min_image_size(config.encoder)} px, got {size}; choose another --encoder "
+            "or a larger --image-size"
+        )
+
+
+def validate(config: TrainConfig) -> None:
+    """Refuse impossible settings before any work starts (each error says what to change)."""
+    if not (config.dataset in data_module.DATASETS or config.dataset.startswith("imagefolder:")):
+        raise ValueError(
+            f"unknown dataset {config.dataset!r}; choose one of: "
+            f"{', '.join(data_module.DATASETS)}, imagefolder:PATH"
+        )
+    _check_declared(config)
+    check_positive("lr", config.lr)
+    bad_epochs = [e for e in config.eval_epochs if not 1 <= e <= config.epochs]
+    if bad_epochs:
+        raise ValueError(f"eval-epochs {bad_epochs} must lie in [1, epochs={config.epochs}]")
+    if config.resolved_recursion().startswith("temporal") and \
+            config.method not in ("simclr", "icon", "rkdo", "supcon"):
+        raise ValueError(
+            f"temporal recursion supports the methods simclr, icon, rkdo and supcon, "
+            f"not {config.method!r}"
+        )
+    if config.record_field:
+        if config.method not in methods.METHODS:
+            raise ValueError(
+                f"--record-field needs one of rkdo's own methods, not {config.method!r}")
+        check_int("record-field", config.record_field, low=MIN_POINTS)
+    _check_images(config)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device 'cuda' requested but no CUDA device is available; use --device cpu"
+        )
+    # building the loss checks every loss hyper-parameter range now, not at the first step
+    build_loss(config, n_samples=2)

@@ -1,0 +1,65 @@
+"""The field recorder: teacher ``p`` and student ``q`` over a fixed probe set during training.
+
+Every ``record_every`` steps (and at step 0) the model embeds ``N`` fixed probe images, seen
+through one fixed pair of views so that only the model changes between frames, and the
+:class:`~rkdo.training.objective.Objective` reads the loss's teacher and student rows:
+
+    frame t:  teacher p_t(j|i), student q_t(j|i)   for i, j in the N probe anchors
+
+The probe set is the first ``N`` test images; with temporal recursion the teacher is the field
+itself, which exists only for training samples, so the probe set is then the first ``N``
+training images. The frames are written as ``fields.npz`` by :func:`rkdo.fields.save_fields`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rkdo.fields import Fields, save_fields
+from rkdo.training.objective import Objective
+
+__all__ = ["FieldRecorder"]
+
+
+class FieldRecorder:
+    """Collects ``(step, teacher, student)`` frames over ``size`` probe anchors."""
+
+    def __init__(self, data: Any, augment: Any, objective: Objective, size: int, seed: int,
+                 device: torch.device) -> None:
+        temporal = objective.call == "temporal"
+        split = data.train if temporal else data.test
+        size = min(size, len(split))
+        self.objective = objective
+        self.index = torch.arange(size, device=device)
+        self.labels = split.labels[:size]
+        generator = torch.Generator().manual_seed(seed + 12345)
+        self.views = tuple(v.to(device) for v in augment(split.images[:size], generator))
+        self.steps: list[int] = []
+        self.teacher: list[Tensor] = []
+        self.student: list[Tensor] = []
+
+    @torch.no_grad()
+    def record(self, model: nn.Module, step: int) -> None:
+        """Add the frame of ``model`` at training step ``step``."""
+        was_training = model.training
+        model.eval()
+        z1, z2 = (model(view) for view in self.views)
+        model.train(was_training)
+        labels = self.labels.to(z1.device)
+        teacher, student = self.objective.fields(z1, z2, labels, self.index, step)
+        self.steps.append(step)
+        self.teacher.append(teacher.float().cpu())
+        self.student.append(student.float().cpu())
+
+    def save(self, path: Path) -> None:
+        """Write the frames to ``path`` (``fields.npz``)."""
+        save_fields(path, Fields(
+            teacher=torch.stack(self.teacher).numpy(),
+            student=torch.stack(self.student).numpy(),
+            steps=self.steps,
+            labels=self.labels.numpy(),
+        ))
