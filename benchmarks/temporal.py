@@ -59,13 +59,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rkdo import IConLoss, RKDOLoss
-from rkdo.vision.augment import TwoViews
-from rkdo.vision.data import load
-from rkdo.evaluation.protocols import extract_features, heldout_icon_loss, knn_accuracy, linear_probe
+from rkdo.evaluation import extract_features, heldout_icon_loss, knn_accuracy, linear_probe
 from rkdo.fullbatch import FreeEmbeddings, FreeLogits, FullBatchRKDO, static_log_prob
 from rkdo.kernels import GaussianInput, StudentT
-from rkdo.vision.models import build_model
 from rkdo.teacher import TemporalRKDOLoss
+from rkdo.vision.augment import TwoViews
+from rkdo.vision.data import load
+from rkdo.vision.models import build_model
 
 DEVICE = torch.device("cpu")
 
