@@ -65,8 +65,10 @@ def _accuracy_metrics(view: View) -> list[str]:
             if view.has(m)]
 
 
-def _loss_vs_duration(view: View, colours: dict[str, Any]) -> Any:
-    metrics, n = _loss_metrics(view), len(view.datasets)
+def _metric_curves(view: View, colours: dict[str, Any], metrics: list[str],
+                   title: Any, xlabel: str) -> Any:
+    """One panel per (metric, dataset): each method's mean curve against duration."""
+    n = len(view.datasets)
     if not metrics:
         return None
     figure, axes = _figure(len(metrics), n, (3.6 * n, 2.8 * len(metrics)))
@@ -76,11 +78,18 @@ def _loss_vs_duration(view: View, colours: dict[str, Any]) -> Any:
             for method in view.methods:
                 _curve(ax, view, colours, dataset, method, metric,
                        with_floor=metric != "train_loss")
-            ax.set_title(f"{dataset}: {'training' if metric == 'train_loss' else 'held-out'}"
-                         " loss", fontsize=9)
-            ax.set_xlabel("epochs")
+            ax.set_title(title(dataset, metric), fontsize=9)
+            ax.set_xlabel(xlabel)
             ax.legend(fontsize=7)
     return figure
+
+
+def _loss_vs_duration(view: View, colours: dict[str, Any]) -> Any:
+    return _metric_curves(
+        view, colours, _loss_metrics(view),
+        lambda dataset, metric:
+            f"{dataset}: {'training' if metric == 'train_loss' else 'held-out'} loss",
+        "epochs")
 
 
 def _early_vs_late(view: View, colours: dict[str, Any]) -> Any:
@@ -165,19 +174,8 @@ def _loss_improvement(view: View, colours: dict[str, Any]) -> Any:
 
 
 def _accuracy_vs_duration(view: View, colours: dict[str, Any]) -> Any:
-    metrics, n = _accuracy_metrics(view), len(view.datasets)
-    if not metrics:
-        return None
-    figure, axes = _figure(len(metrics), n, (3.6 * n, 2.8 * len(metrics)))
-    for row, metric in enumerate(metrics):
-        for col, dataset in enumerate(view.datasets):
-            ax = axes[row][col]
-            for method in view.methods:
-                _curve(ax, view, colours, dataset, method, metric, with_floor=True)
-            ax.set_title(f"{dataset}: {metric}", fontsize=9)
-            ax.set_xlabel("epochs (0 = untrained)")
-            ax.legend(fontsize=7)
-    return figure
+    return _metric_curves(view, colours, _accuracy_metrics(view),
+                          lambda dataset, metric: f"{dataset}: {metric}", "epochs (0 = untrained)")
 
 
 _DRAW = dict(zip(FIGURE_NAMES, (_loss_vs_duration, _early_vs_late, _early_learning,
