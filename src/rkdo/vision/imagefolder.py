@@ -109,9 +109,9 @@ def _load_with_holdout(name: str, path: Path, fraction: float) -> DatasetSplits:
 def stratified_holdout(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted ``(train, test)`` row indices: ``round(fraction * n_c)`` of each class ``c`` held
-    out at random (``seed``), at least one and at most ``n_c - 1`` when ``n_c >= 2``, none of a
-    class with a single image."""
+    """Sorted ``(train, test)`` row indices, ``fraction * n_c`` (rounded half up) of each class
+    ``c`` held out at random (``seed``): at least one and at most ``n_c - 1`` when ``n_c >= 2``,
+    none of a class with a single image."""
     rng = np.random.default_rng(seed)
     held = [np.zeros(0, dtype=np.int64)]
     for label in np.unique(labels):
