@@ -355,6 +355,20 @@ class Cluster(LearnedKernel):
         self.temperature = check_positive("temperature", temperature)
         self.prototypes = nn.Parameter(F.normalize(torch.randn(n_clusters, dim), dim=-1))
 
+    def _check_embeddings(self, z: Tensor) -> None:
+        """Shape and device only (no synchronisation): the prototypes must meet ``z``."""
+        n_clusters, dim = self.prototypes.shape
+        if z.shape[-1] != dim:
+            raise ValueError(
+                f"the cluster kernel's prototypes have dimension {dim}, the embeddings "
+                f"{z.shape[-1]}; build it with dim={z.shape[-1]}"
+            )
+        if z.device != self.prototypes.device:
+            raise ValueError(
+                f"the cluster kernel's prototypes are on {self.prototypes.device}, the "
+                f"embeddings on {z.device}; move the loss with loss.to({str(z.device)!r})"
+            )
+
     def responsibilities(self, z: Tensor, temperature: float | None = None) -> Tensor:
         """``log f(c|i)``, ``(B, C)``."""
         tau = self.temperature if temperature is None else temperature
@@ -369,6 +383,7 @@ class Cluster(LearnedKernel):
         tau = self.temperature if temperature is None else check_positive(
             "temperature", temperature
         )
+        self._check_embeddings(nb.anchors)
         dtype = torch.promote_types(nb.anchors.dtype, torch.float32)
         anchors, candidates = nb.anchors.to(dtype), nb.candidates.to(dtype)
         with torch.autocast(device_type=anchors.device.type, enabled=False):

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from rkdo import distributed
 
-__all__ = ["FORMS", "Neighbourhood", "build_neighbourhood", "check_form"]
+__all__ = ["FORMS", "Neighbourhood", "build_neighbourhood", "check_fact", "check_form"]
 
 FORMS = ("pair", "symmetric", "single")
 
@@ -67,13 +67,58 @@ class Neighbourhood:
         return value
 
 
-def _check_fact(name: str, value: Tensor | None, batch: int) -> Tensor | None:
+def _type_name(value: object) -> str:
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _require_tensor(name: str, value: object, what: str, convert: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of {what}, got {_type_name(value)}; convert it with "
+            f"{convert}"
+        )
+    return value
+
+
+def check_fact(
+    name: str, value: Tensor | None, batch: int, device: torch.device, *, integer: bool = True
+) -> Tensor | None:
+    """``value`` if it is a per-sample tensor of the batch, else ``TypeError`` / ``ValueError``.
+
+    An integer fact (``ids``, ``labels``, ``assignments``) must be a ``(batch,)`` integer tensor:
+    a ``(batch, 1)`` one would broadcast to a ``(batch, batch)`` comparison, and float ones are
+    refused because NaN (equal to nothing) or 2.5 is no class. Only shape, dtype and device are
+    read, never values, so the check costs no device synchronisation.
+    """
     if value is None:
         return None
-    if value.shape[0] != batch:
+    if integer:
+        _require_tensor(name, value, "integers, one per sample", "torch.as_tensor(x).long()")
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be an integer tensor (e.g. torch.long), got {value.dtype}; "
+                f"non-integer {name} are refused (NaN or 2.5 names no class): convert them with "
+                f"{name}.long() once they hold whole numbers"
+            )
+        if value.shape != (batch,):
+            raise ValueError(
+                f"{name} must have shape ({batch},), one entry per sample, got "
+                f"{tuple(value.shape)}; flatten a (B, 1) tensor with {name}.reshape(-1)"
+            )
+    else:
+        _require_tensor(name, value, "per-sample values", "torch.as_tensor(x)")
+        if value.dim() == 0 or value.shape[0] != batch:
+            raise ValueError(
+                f"{name} must have one entry per sample: expected first dimension {batch}, "
+                f"got shape {tuple(value.shape)}"
+            )
+    if value.device != device:
         raise ValueError(
-            f"{name} must have one entry per sample: expected first dimension {batch}, "
-            f"got shape {tuple(value.shape)}"
+            f"{name} is on {value.device} but the embeddings are on {device}; move it with "
+            f"{name}.to(z1.device)"
         )
     return value
 
@@ -85,10 +130,26 @@ def check_form(form: str) -> str:
     return form
 
 
+def _check_embeddings(name: str, z: object) -> Tensor:
+    z = _require_tensor(name, z, "embeddings", "torch.as_tensor(x, dtype=torch.float32)")
+    if not z.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor of embeddings, got {z.dtype}; convert it "
+            f"with {name}.float()"
+        )
+    if z.dim() != 2:
+        raise ValueError(f"embeddings must be 2-D (batch, dim), got shape {tuple(z.shape)}")
+    if z.shape[1] == 0:
+        raise ValueError(
+            f"embeddings must have at least one feature, got shape {tuple(z.shape)}; check the "
+            "model's output dimension"
+        )
+    return z
+
+
 def _check_views(z1: Tensor, z2: Tensor | None, form: str) -> int:
     """The batch size, once the views suit the form."""
-    if z1.dim() != 2:
-        raise ValueError(f"embeddings must be 2-D (batch, dim), got shape {tuple(z1.shape)}")
+    _check_embeddings("z1", z1)
     batch = z1.shape[0]
     if batch < 2:
         raise ValueError(
@@ -98,14 +159,25 @@ def _check_views(z1: Tensor, z2: Tensor | None, form: str) -> int:
     if form == "single":
         if z2 is not None:
             raise ValueError("form='single' takes one view: call loss(z) without z2")
-    else:
-        if z2 is None:
-            raise ValueError(f"form={form!r} needs two views: call loss(z1, z2)")
-        if z2.shape != z1.shape:
-            raise ValueError(
-                f"the two views must have the same shape, got {tuple(z1.shape)} and "
-                f"{tuple(z2.shape)}"
-            )
+        return batch
+    if z2 is None:
+        raise ValueError(f"form={form!r} needs two views: call loss(z1, z2)")
+    _check_embeddings("z2", z2)
+    if z2.shape != z1.shape:
+        raise ValueError(
+            f"the two views must have the same shape, got {tuple(z1.shape)} and "
+            f"{tuple(z2.shape)}"
+        )
+    if z2.dtype != z1.dtype:
+        raise TypeError(
+            f"the two views must have the same dtype, got {z1.dtype} and {z2.dtype}; convert "
+            "one with z2.to(z1.dtype)"
+        )
+    if z2.device != z1.device:
+        raise ValueError(
+            f"the two views must be on the same device, got {z1.device} and {z2.device}; move "
+            "one with z2.to(z1.device)"
+        )
     return batch
 
 
@@ -124,7 +196,7 @@ def build_neighbourhood(
     check_form(form)
     batch = _check_views(z1, z2, form)
     facts = {
-        name: _check_fact(name, value, batch)
+        name: check_fact(name, value, batch, z1.device, integer=name != "inputs")
         for name, value in (("ids", ids), ("labels", labels), ("inputs", inputs),
                             ("assignments", assignments))
     }

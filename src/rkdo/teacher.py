@@ -64,7 +64,7 @@ from rkdo._validation import check_int, check_positive, check_unit_interval
 from rkdo.functional import log_debias, log_normalize, mean_kl, recursive_kl
 from rkdo.kernels import Cosine
 from rkdo.losses import RKDOLoss
-from rkdo.neighbourhood import build_neighbourhood
+from rkdo.neighbourhood import build_neighbourhood, check_fact
 from rkdo.schedules import (
     ALPHA_SCHEDULES,
     AlphaSchedule,
@@ -345,6 +345,27 @@ class TemporalRKDOLoss(nn.Module):
 
     # -- the loss --------------------------------------------------------------------------------
 
+    def _check_batch(self, z1: Tensor, index: Tensor, labels: Tensor | None) -> None:
+        """Shapes, dtypes and devices of a batch (never values: no synchronisation); ``index``
+        and ``labels`` may live on another device (they are moved to the field's)."""
+        batch = z1.shape[0]
+        if not isinstance(index, Tensor) or index.shape != (batch,):
+            shape = tuple(index.shape) if isinstance(index, Tensor) else type(index).__name__
+            raise ValueError(
+                f"index must be a 1-D tensor of dataset indices, one per sample: expected shape "
+                f"({batch},), got {shape}"
+            )
+        check_fact("index", index, batch, index.device)
+        if self.supervisory == "labels" and labels is None:
+            raise ValueError("supervisory='labels' needs labels=<(B,) class labels> in forward")
+        if labels is not None:
+            check_fact("labels", labels, batch, labels.device)
+        if z1.device != self.static_weight.device:
+            raise ValueError(
+                f"the teacher field is on {self.static_weight.device}, the embeddings on "
+                f"{z1.device}; move the loss with loss.to({str(z1.device)!r})"
+            )
+
     def forward(
         self,
         z1: Tensor,
@@ -362,14 +383,8 @@ class TemporalRKDOLoss(nn.Module):
             step: the training step ``t`` (drives ``alpha_t`` and ``tau(t)``).
             labels: ``(B,)`` class labels, needed with ``supervisory="labels"``.
         """
-        if index.dim() != 1 or index.shape[0] != z1.shape[0]:
-            raise ValueError(
-                f"index must be a 1-D tensor of dataset indices, one per sample: expected shape "
-                f"({z1.shape[0]},), got {tuple(index.shape)}"
-            )
-        if self.supervisory == "labels" and labels is None:
-            raise ValueError("supervisory='labels' needs labels=<(B,) class labels> in forward")
         nb = build_neighbourhood(z1, z2, form="pair", gather_distributed=self.gather_distributed)
+        self._check_batch(z1, index, labels)
         index = index.to(device=self.static_weight.device, dtype=torch.long)
         gather = lambda t: t  # noqa: E731
         if self.gather_distributed and distributed.is_distributed():
