@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,13 @@ from rkdo._io import (
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_state, load_weights, save_state
 from rkdo.training.components import Components
-from rkdo.training.config import TrainConfig, check_device
+from rkdo.training.config import EXECUTION_FIELDS, TrainConfig, check_device, validate
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE", "FIELDS_FILE",
     "TENSORBOARD_DIR", "LOCK_FILE", "RunExistsError", "RunLock", "Run", "check_out_dir",
     "start_run", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
-    "truncate_metrics", "MetricsLog", "load_run",
+    "truncate_metrics", "RESUME_CHANGES", "resume_config", "MetricsLog", "load_run",
 ]
 
 CONFIG_FILE = "config.json"
@@ -171,11 +171,50 @@ def load_checkpoint(out: Path, device: torch.device) -> dict[str, Any]:
     return load_state(out / CHECKPOINT_FILE, device)
 
 
-def truncate_metrics(out: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+def truncate_metrics(out: Path, step: int, *, redo_eval: bool = False) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be redone), and
+    with ``redo_eval`` the evaluation lines at that step too."""
     path = out / METRICS_FILE
     if path.exists():
-        write_jsonl_atomic(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
+        write_jsonl_atomic(path, [
+            r for r in read_jsonl(path) if r.get("step", 0) < step or (
+                r.get("step", 0) == step and not (redo_eval and r.get("kind") == "eval"))])
+
+
+RESUME_CHANGES = ("epochs", *EXECUTION_FIELDS)
+"""Settings a resumed run may change: more epochs, and where/how it executes."""
+
+
+def resume_config(out: Path, changes: dict[str, Any] | None, *, save: bool = True
+                  ) -> TrainConfig:
+    """The saved config of the run in ``out`` with ``changes`` applied (and saved if ``save``),
+    refusing changes that would make the resumed run a different one."""
+    config = read_config(out)
+    changes = {k: v for k, v in (changes or {}).items() if getattr(config, k, v) != v}
+    refused = sorted(set(changes) - set(RESUME_CHANGES))
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ValueError(
+            f"{flags} cannot change when resuming {out} (it keeps its saved {CONFIG_FILE}); "
+            f"drop {'them' if len(refused) > 1 else 'it'}, or start a new run with --out")
+    if "epochs" in changes:
+        if changes["epochs"] < config.epochs:
+            raise ValueError(f"--epochs {changes['epochs']} is fewer than the {config.epochs} of "
+                             f"the run in {out}; a resumed run can only be extended")
+        spanning = [flag for flag, on in (
+            ("--lr-schedule cosine", config.lr_schedule != "none"),
+            (f"--recursion {config.recursion}", config.resolved_recursion().startswith(
+                "temporal"))) if on]
+        if spanning:
+            raise ValueError(f"--epochs cannot extend the run in {out}: its schedule "
+                             f"({', '.join(spanning)}) spans the run's length; start a new run")
+    if not changes:
+        return config
+    config = replace(config, **changes)
+    validate(config)
+    if save:
+        write_json_atomic(out / CONFIG_FILE, asdict(config))
+    return config
 
 
 class MetricsLog:
