@@ -32,7 +32,8 @@ from torch.utils.data import DistributedSampler
 
 from rkdo import distributed
 from rkdo._io import read_json, write_json_atomic
-from rkdo.evaluation import evaluate
+from rkdo._validation import check_positive
+from rkdo.evaluation import evaluate, plan_evaluation
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_weights
 from rkdo.training.components import Components, resolve_device
@@ -46,6 +47,7 @@ from rkdo.training.rundir import (
     MetricsLog,
     RunLock,
     check_out_dir,
+    check_writable,
     load_checkpoint,
     read_config,
     resume_config,
@@ -92,6 +94,7 @@ def train(
     :class:`Interrupted` (a ``KeyboardInterrupt``); the directory is locked while it trains.
     """
     out = Path(out)
+    check_positive("checkpoint-minutes", checkpoint_minutes, allow_zero=True)
     owns_group = _init_distributed(config.device if config is not None else "auto")
     lock = RunLock(out)
     try:
@@ -117,10 +120,10 @@ def train(
 
 def _resume(out: Path, lock: RunLock, changes: dict[str, Any] | None) -> TrainConfig | None:
     """The config to resume in ``out`` (``None`` if the run has finished), with the lock held."""
-    read_config(out)  # says what is missing before anything is created
     writer = distributed.rank() == 0
-    if writer:
-        lock.acquire()
+    if writer and out.is_dir():
+        lock.acquire()  # before reading: a live run may not have its first checkpoint yet
+    read_config(out)  # says what is missing
     config = resume_config(out, changes, save=writer)
     final = out / EVAL_FILE
     if final.exists() and read_json(final).get("epoch") == config.epochs:
@@ -176,10 +179,19 @@ class _Training:
         self.device = resolve_device(config.device)
         world, rank = distributed.world_size(), distributed.rank()
         self.is_writer = rank == 0
-        if not resume and self.is_writer:
+        new_run = not resume and self.is_writer
+        if new_run:
+            check_writable(out)
+        if new_run and out.is_dir():
+            lock.acquire()
+        if new_run:
             check_out_dir(out, config, overwrite)
         self.parts = parts = Components(config, self.device, world)
-        if not resume and self.is_writer:
+        if config.eval_protocol != "none":
+            # a split the evaluation cannot use is refused now, not after training
+            plan_evaluation(parts.data.train.labels, parts.data.test.labels,
+                            config.eval_protocol, config.probe_train_size)
+        if new_run and lock.handle is None:
             lock.acquire()
             check_out_dir(out, config, overwrite)  # again, now that no one else can start here
         self.sampler = DistributedSampler(

@@ -41,6 +41,7 @@ from rkdo.training.config import EXECUTION_FIELDS, TrainConfig, check_device, va
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE", "FIELDS_FILE",
     "TENSORBOARD_DIR", "LOCK_FILE", "RunExistsError", "RunLock", "Run", "check_out_dir",
+    "check_writable",
     "start_run", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
     "truncate_metrics", "RESUME_CHANGES", "resume_config", "MetricsLog", "load_run",
 ]
@@ -60,7 +61,7 @@ class RunExistsError(ValueError):
 def check_out_dir(out: Path, config: TrainConfig, overwrite: bool) -> None:
     """Refuse to start a new run in ``out`` if that would overwrite another one by accident,
     or if ``out`` cannot hold one (a file, not writable)."""
-    _check_writable(out)
+    check_writable(out)
     config_path = out / CONFIG_FILE
     if not config_path.exists():
         others = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.exists() else []
@@ -86,7 +87,8 @@ def check_out_dir(out: Path, config: TrainConfig, overwrite: bool) -> None:
     )
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
+    """Refuse an ``out`` that names a file, lies under one, or cannot be written."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory; choose a directory")
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
@@ -105,6 +107,8 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock (creating ``out``), or refuse naming the process that holds it."""
+        if self.handle is not None:
+            return self
         self.out.mkdir(parents=True, exist_ok=True)
         handle = open(self.out / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
         try:
