@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,11 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     """Replace ``path`` with ``state`` atomically (fsynced)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_writer(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
+    try:
+        atomic_writer(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
+    except OSError as error:
+        # a failed write() names no file; say which one could not be written
+        raise OSError(error.errno, error.strerror, str(path)) from None
 
 
 def load_state(path: Path, device: torch.device, keys: tuple[str, ...] = CHECKPOINT_KEYS
@@ -39,9 +44,11 @@ def load_state(path: Path, device: torch.device, keys: tuple[str, ...] = CHECKPO
     """The checkpoint in ``path`` with its tensors on ``device``, checked to hold ``keys``."""
     restart = "remove it and start the run again with --overwrite"
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice on foreign pickles is not for users
+            state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
+        if "unsupported global" in str(error).lower():
             raise ValueError(
                 f"{path} holds objects that the safe loader refuses to run, so it was not "
                 f"written by `rkdo train`; {restart}") from None
