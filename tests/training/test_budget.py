@@ -6,8 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from rkdo.training import TrainConfig
-from rkdo.training import budget
+from rkdo.training import TrainConfig, budget
 
 
 def test_the_estimate_follows_the_formula(fast: TrainConfig) -> None:

@@ -80,7 +80,8 @@ def test_a_stale_lock_is_recovered_and_a_live_one_refuses(tmp_path: Path, fast) 
     assert train(None, run, resume=True, progress=False, stop_after=3) == {"stopped_at": 3}
     held = RunLock(run).acquire()
     try:
-        with pytest.raises(ValueError, match=rf"in use by another `rkdo train` \(pid {os.getpid()}"):
+        mine = rf"in use by another `rkdo train` \(pid {os.getpid()}\)"
+        with pytest.raises(ValueError, match=mine):
             train(None, run, resume=True, progress=False)
         with pytest.raises(ValueError, match="in use by another"):
             train(fast, run, progress=False, overwrite=True)
