@@ -100,3 +100,85 @@ def test_train_then_eval_from_the_command_line(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert 0.0 <= result["linear_probe"] <= 1.0
     assert result["knn_acc_20"] > 0.1  # ten classes: better than chance on digits
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--embedding-dim",
+        "16", "--hidden-dim", "32", "--eval-protocol", "none", "--no-progress"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--out", "X", "--dataset", "fashion-mnist", "--image-size", "4000"],
+         "--image-size 4000 with --batch-size 64"),
+        (["train", "--out", "X", "--image-size", "0"], "image-size must be an integer >= 1"),
+        (["train", "--out", "X", "--method", "cluster", "--n-clusters", "0"], "n-clusters must"),
+        (["train", "--out", "X", "--alpha-schedule", "bogus"], "unknown alpha schedule"),
+        (["train", "--out", "X", "--lr", "inf"], "lr must be a finite number, got inf"),
+        (["train", "--out", "X", "--batch-size", "1"], "batch-size must be >= 2"),
+        (["train", "--out", "X", "--optimizer", "sgd", "--momentum", "nan"], "momentum must be"),
+        (["train", "--out", "X", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "--out", "X", "--checkpoint-minutes", "-1"], "checkpoint-minutes must be"),
+        (["train", "--resume", "X", "--out", "Y"], "--resume continues the run in X: drop --out"),
+        (["train", "--out", "NOTES"], "--out NOTES is a file, not a directory"),
+        (["train", "--out", "NOTES/run"], "lies under"),
+        (["train", "--resume", "NOTES"], "NOTES is a file, not a run directory"),
+    ],
+)
+def test_bad_training_input_is_one_line_before_any_work(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "NOTES").write_text("mine")
+    assert main(argv) == 2
+    assert message in _one_line(capsys)
+    assert not (tmp_path / "X").exists()
+
+
+def test_a_read_only_out_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    as_root = os.geteuid() == 0
+    # root ignores permission bits; an immutable directory is read-only for root too
+    made = (subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode == 0
+            if as_root else (locked.chmod(0o555) or True))
+    if not made:
+        pytest.skip("cannot make a read-only directory here")
+    try:
+        assert main(["train", "--out", str(locked / "run"), *TINY]) == 2
+        assert "is not writable (permission denied); choose another --out" in _one_line(capsys)
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+        else:
+            locked.chmod(0o755)
+
+
+def test_resume_applies_more_epochs_and_refuses_other_flags_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = str(tmp_path / "run")
+    assert main(["train", "--out", run, *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", run, "--lr", "0.1", "--detach-teacher"]) == 2
+    assert "--detach-teacher, --lr cannot change when resuming" in _one_line(capsys)
+    assert main(["train", "--resume", run, "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["epoch"] == 2
+    assert main(["eval", run, "--probe-train-size", "0"]) == 2
+    assert "--probe-train-size must be an integer >= 1, got 0" in _one_line(capsys)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["eval", run, "--device", "cuda"]) == 2
+        assert "no CUDA device is available; use --device cpu" in _one_line(capsys)

@@ -78,3 +78,57 @@ def test_bad_settings_are_refused_before_any_work(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         validate(replace(fast, **change))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dataset": "fashion-mnist", "image_size": 4000},
+         r"--image-size 4000 .* needs an estimated .* [GT]B of memory .* lower --image-size"),
+        ({"image_size": 100000}, r"--image-size 100000 .* needs an estimated"),
+        ({"image_size": 0}, "image-size must be an integer >= 1, got 0"),
+        ({"method": "cluster", "n_clusters": 0}, "n-clusters must be an integer >= 2, got 0"),
+        ({"alpha_schedule": "bogus"}, "unknown alpha schedule 'bogus'; choose one of"),
+        ({"alpha_schedule": "cosine"}, "--alpha-schedule applies to temporal recursion only"),
+        ({"lr": float("inf")}, "lr must be a finite number, got inf"),
+        ({"optimizer": "sgd", "momentum": float("nan")}, "momentum must be a finite number"),
+        ({"momentum": -0.5}, "momentum must be a finite number >= 0"),
+        ({"batch_size": 1}, "batch-size must be >= 2: the encoder's BatchNorm"),
+        ({"device": "tpu"}, "unknown device 'tpu'; choose auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_more_bad_settings_are_refused_before_any_work(
+    change: dict, message: str, fast: TrainConfig
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate(replace(fast, **change))
+
+
+def test_a_missing_gpu_is_refused_up_front(fast: TrainConfig) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this machine has"):
+            validate(replace(fast, device=f"cuda:{torch.cuda.device_count()}"))
+    else:
+        with pytest.raises(ValueError, match="no CUDA device is available; use --device cpu"):
+            validate(replace(fast, device="cuda"))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"lr": "0.001"}, r"lr must be a number, got '0.001' \(str\)"),
+        ({"epochs": "1"}, r"epochs must be an integer, got '1' \(str\)"),
+        ({"seed": None}, r"seed must be an integer, got None"),
+        ({"epochs": 2.0}, r"epochs must be an integer, got 2.0"),
+        ({"download": 1}, r"download must be true or false, got 1"),
+        ({"eval_epochs": ["1"]}, r"eval_epochs must be a list of integers"),
+        ({"image_size": "8"}, r"image_size must be an integer or null, got '8'"),
+    ],
+)
+def test_stored_values_of_the_wrong_type_are_refused(values: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(values)
+    # JSON numbers are fine where a float is declared; null where a value is optional
+    assert TrainConfig.from_dict({"alpha": 1, "image_size": None}).alpha == 1

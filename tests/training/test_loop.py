@@ -177,3 +177,28 @@ def test_temporal_recursion_resumes_with_its_teacher_field(
     fields = np.load(straight / "fields.npz")
     assert fields["teacher"].shape == (3, 5, 5)
     np.testing.assert_allclose(fields["teacher"].sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("classes", "probe", "message"), [
+    (1, None, "the training split has 1 class; the linear probe needs at least 2"),
+    (10, 5, "--probe-train-size 5 is smaller than the 10 classes"),
+])
+def test_data_the_evaluation_cannot_use_is_refused_before_training(
+    tmp_path: Path, fast: TrainConfig, monkeypatch: pytest.MonkeyPatch, classes: int, probe,
+    message: str,
+) -> None:
+    from rkdo.vision import data as data_module
+
+    real = data_module.load
+
+    def few_classes(*args, **kwargs):
+        data = real(*args, **kwargs)
+        keep = data.train.labels < classes
+        train_split = data_module.ImageData(data.train.images[keep], data.train.labels[keep])
+        return data_module.DatasetSplits(data.name, train_split, data.test, data.classes)
+
+    monkeypatch.setattr(data_module, "load", few_classes)
+    config = replace(fast, eval_protocol="full", probe_train_size=probe)
+    with pytest.raises(ValueError, match=message):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,9 @@
 
 The ``rkdo train`` flags are generated from :class:`rkdo.training.TrainConfig`'s field metadata:
 one flag per field (``--batch-size`` for ``batch_size``), its help text and default, in the
-argument group of the field's group. The work happens in :mod:`rkdo.training` and
+argument group of the field's group; the parser remembers which flags were given, so that
+``--resume DIR`` can apply the ones a resumed run may change (``--epochs`` to extend it, where
+it executes) and refuse the others by name. The work happens in :mod:`rkdo.training` and
 :mod:`rkdo.evaluation`.
 """
 
@@ -16,11 +18,21 @@ import argparse
 import dataclasses
 from typing import Any
 
+from rkdo._validation import check_int
 from rkdo.cli._common import flag, print_json
 
 __all__ = ["add_parser", "add_config_arguments", "config_from_args"]
 
 _TYPES = {"int": int, "float": float, "str": str}
+
+
+class _Given(argparse.Action):
+    """Store a flag's value and add its name to ``namespace.given`` (flags the user typed)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,12 +45,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         group = groups[spec.metadata["group"]]
         default, help_text = getattr(defaults, spec.name), spec.metadata["help"]
         if isinstance(default, bool):
-            group.add_argument(flag(spec.name), action="store_true", help=help_text)
+            group.add_argument(flag(spec.name), action=_Given, nargs=0, const=True,
+                               default=False, help=help_text)
         elif isinstance(default, list):
-            group.add_argument(flag(spec.name), type=int, nargs="*", default=[], help=help_text)
+            group.add_argument(flag(spec.name), action=_Given, type=int, nargs="*", default=[],
+                               help=help_text)
         else:
             kind = _TYPES[str(spec.type).replace(" | None", "")]
-            group.add_argument(flag(spec.name), type=kind, default=default,
+            group.add_argument(flag(spec.name), action=_Given, type=kind, default=default,
                                help=f"{help_text} (default: {default})")
 
 
@@ -52,12 +66,21 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     from rkdo.training import train
 
-    config = None if args.resume else config_from_args(args)
+    if args.resume and (args.out or args.overwrite):
+        raise ValueError(f"--resume continues the run in {args.resume}: drop "
+                         f"{'--out' if args.out else '--overwrite'} (or start a new run with "
+                         "--out DIR without --resume)")
     out = args.resume or args.out
     if out is None:
         raise ValueError("give --out DIR for a new run, or --resume DIR to continue one")
-    result = train(config, out, resume=bool(args.resume), overwrite=args.overwrite,
-                   progress=not args.no_progress)
+    progress = not args.no_progress
+    if args.resume:
+        changes = {name: getattr(args, name) for name in sorted(getattr(args, "given", ()))}
+        result = train(None, out, resume=True, changes=changes, progress=progress,
+                       checkpoint_minutes=args.checkpoint_minutes)
+    else:
+        result = train(config_from_args(args), out, overwrite=args.overwrite, progress=progress,
+                       checkpoint_minutes=args.checkpoint_minutes)
     if result:
         print_json(result)
     return 0
@@ -69,11 +92,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from rkdo.vision import data as data_module
     from rkdo.vision.augment import TwoViews
 
+    if args.probe_train_size is not None:
+        check_int("--probe-train-size", args.probe_train_size, low=1)
     run = load_run(args.run, device=args.device)
     size = run.config.image_size or data_module.default_image_size(run.config.dataset)
     result = evaluate(run.model, run.data, TwoViews(size, run.data.channels),
                       protocol=args.protocol, projection=args.projection, seed=run.config.seed,
-                      probe_train_size=args.probe_train_size)
+                      device=args.device, probe_train_size=args.probe_train_size)
     if args.json:
         print_json(result)
         return 0
@@ -123,6 +148,9 @@ def _add_train(sub: Any) -> None:
     train.add_argument("--overwrite", action="store_true",
                        help="replace an existing run in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                       help="also write a checkpoint after this many minutes since the last "
+                            "one (0: off; default: 5)")
     add_config_arguments(train)
     train.set_defaults(func=_cmd_train)
 

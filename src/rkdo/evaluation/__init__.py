@@ -1,5 +1,6 @@
 """Evaluation: metrics on arrays (:mod:`.metrics`), protocols that need a model (:mod:`.protocols`)
-and paired statistics across seeds (:mod:`.stats`).
+what they can do with a dataset's sizes (:mod:`.plan`) and paired statistics across seeds
+(:mod:`.stats`).
 
 :data:`PROTOCOLS`, :data:`FULL_METRICS` and :data:`PAPER_METRICS` are defined once, in
 :mod:`.protocols`; import them from here.
@@ -13,6 +14,7 @@ from rkdo.evaluation.metrics import (
     linear_probe,
     neighbourhood_accuracy,
 )
+from rkdo.evaluation.plan import EvalPlan, plan_evaluation
 from rkdo.evaluation.protocols import (
     FULL_METRICS,
     PAPER_METRICS,
@@ -24,6 +26,7 @@ from rkdo.evaluation.protocols import (
 )
 
 __all__ = [
+    "EvalPlan",
     "FULL_METRICS",
     "PAPER_METRICS",
     "PROTOCOLS",
@@ -37,4 +40,5 @@ __all__ = [
     "linear_probe",
     "neighbourhood_accuracy",
     "paper_protocol",
+    "plan_evaluation",
 ]

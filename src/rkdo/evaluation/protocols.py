@@ -12,6 +12,9 @@ reference notebooks' evaluation on ~700 test images (projection embeddings, logi
 on an 80/20 split of them, k-means NMI/ARI, 5-NN same-label share) and reports
 :data:`PAPER_METRICS`, whose spread from the choice of images alone is about as large as the
 differences it was used to report. ``"both"`` runs the two.
+
+On small or custom datasets the fixed sizes (k = 200, a held-out batch of 64, ...) adapt and
+the values used are reported (:mod:`.plan`); what cannot adapt is refused before any work.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rkdo.evaluation.metrics import (
     linear_probe,
     neighbourhood_accuracy,
 )
+from rkdo.evaluation.plan import EvalPlan, plan_evaluation
 from rkdo.losses import IConLoss
 from rkdo.vision.augment import to_float
 
@@ -252,9 +256,9 @@ def _stratified_subset(labels: Tensor, size: int | None, seed: int) -> Tensor | 
 
     size = check_int("probe_train_size", size, low=1)
     index = np.arange(labels.shape[0])
-    chosen, _ = train_test_split(
-        index, train_size=size, stratify=labels.numpy(), random_state=seed
-    )
+    # stratify when every class can give a row to both sides
+    stratify = labels.numpy() if int(torch.bincount(labels).min()) >= 2 else None
+    chosen, _ = train_test_split(index, train_size=size, stratify=stratify, random_state=seed)
     return torch.as_tensor(np.sort(chosen))
 
 
@@ -267,12 +271,12 @@ def _full_protocol(
     seed: int,
     device: torch.device | str | None,
     batch_size: int,
-    probe_train_size: int | None,
+    plan: EvalPlan,
     image_size: int | None,
 ) -> dict[str, float]:
     train_labels = as_labels(data.train.labels, data.train.images.shape[0], "data.train.labels")
     test_labels = as_labels(data.test.labels, data.test.images.shape[0], "data.test.labels")
-    subset = _stratified_subset(train_labels, probe_train_size, seed)
+    subset = _stratified_subset(train_labels, plan.probe_train_size, seed)
     train_images = data.train.images
     if subset is not None:
         train_images = train_images[subset.to(train_images.device)]
@@ -283,19 +287,23 @@ def _full_protocol(
                                 device=device, image_size=image_size)
 
     train_x, test_x = features(train_images), features(data.test.images)
-    knn = knn_accuracies(train_x, train_labels, test_x, test_labels, ks=(200, 20))
+    k_200, k_20 = plan.knn_ks
+    knn = knn_accuracies(train_x, train_labels, test_x, test_labels, ks=plan.knn_ks)
     clustering = kmeans_metrics(test_x, test_labels, seed=seed)
     return {
         "linear_probe": linear_probe(train_x, train_labels, test_x, test_labels, seed=seed),
-        "knn_acc_200": knn[200],
-        "knn_acc_20": knn[20],
+        "knn_acc_200": knn[k_200],
+        "knn_acc_20": knn[k_20],
         "nmi": clustering["nmi"],
         "ari": clustering["ari"],
         "cluster_acc": clustering["cluster_acc"],
-        "neighbourhood_acc_5": neighbourhood_accuracy(test_x, test_labels, k=5),
+        "neighbourhood_acc_5": neighbourhood_accuracy(test_x, test_labels,
+                                                      k=plan.neighbourhood_k),
         "heldout_icon_loss": heldout_icon_loss(
-            model, data.test.images, augment, seed=seed, device=device
+            model, data.test.images, augment, batch_size=plan.heldout_batch, seed=seed,
+            device=device,
         ),
+        **plan.adapted,
     }
 
 
@@ -335,10 +343,14 @@ def evaluate(
         image_size: resize images to this side length; default ``augment.size`` when the
             augmentation has one (features are taken at the training resolution).
 
-    Every protocol adds ``eval_seconds``, the wall time of the call.
+    Every protocol adds ``eval_seconds``, the wall time of the call. On small datasets the
+    sizes adapt and the values used are added (:func:`~rkdo.evaluation.plan.plan_evaluation`);
+    splits that cannot be evaluated are refused before any feature is computed.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    plan = plan_evaluation(torch.as_tensor(data.train.labels), torch.as_tensor(data.test.labels),
+                           protocol, probe_train_size)
     started = time.perf_counter()
     if image_size is None:
         image_size = getattr(augment, "size", None)
@@ -346,7 +358,7 @@ def evaluate(
     if protocol in ("full", "both"):
         metrics.update(_full_protocol(
             model, data, augment, projection=projection, seed=seed, device=device,
-            batch_size=batch_size, probe_train_size=probe_train_size, image_size=image_size,
+            batch_size=batch_size, plan=plan, image_size=image_size,
         ))
     if protocol in ("paper", "both"):
         metrics.update(paper_protocol(

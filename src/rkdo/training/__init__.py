@@ -12,7 +12,7 @@ from rkdo.training.config import (
     config_identity,
     validate,
 )
-from rkdo.training.loop import TrainingError, train
+from rkdo.training.loop import Interrupted, TrainingError, train
 from rkdo.training.objective import Objective, build_loss
 from rkdo.training.rundir import (
     CHECKPOINT_FILE,
@@ -27,7 +27,7 @@ from rkdo.training.rundir import (
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",
-    "EXECUTION_FIELDS", "GROUPS", "LOSS_FIELDS", "Objective", "Run", "RunExistsError",
-    "TrainConfig", "TrainingError", "build_loss", "config_identity", "evaluate_initial",
-    "load_run", "train", "validate",
+    "EXECUTION_FIELDS", "GROUPS", "Interrupted", "LOSS_FIELDS", "Objective", "Run",
+    "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "config_identity",
+    "evaluate_initial", "load_run", "train", "validate",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from rkdo.evaluation import evaluate
-from rkdo.training.config import TrainConfig, validate
+from rkdo.training.config import TrainConfig, check_device, validate
 from rkdo.training.objective import Objective, build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision.augment import TwoViews
@@ -27,7 +27,9 @@ __all__ = ["Components", "resolve_device", "evaluate_initial"]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is the current CUDA device if there is one, else the CPU."""
+    """``auto`` is the current CUDA device if there is one, else the CPU; names of devices
+    this machine lacks are refused (:func:`~rkdo.training.config.check_device`)."""
+    check_device(name)
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")

@@ -29,6 +29,8 @@ from rkdo import methods
 from rkdo._validation import check_choice, check_int, check_positive
 from rkdo.evaluation import PROTOCOLS
 from rkdo.fields import MIN_POINTS
+from rkdo.schedules import ALPHA_SCHEDULES
+from rkdo.training.budget import check_memory
 from rkdo.training.objective import METHOD_CHOICES, RECURSIONS, build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision import models
@@ -40,6 +42,7 @@ __all__ = [
     "LOSS_FIELDS",
     "config_identity",
     "validate",
+    "check_device",
 ]
 
 GROUPS = ("data", "model", "loss", "optimisation", "evaluation", "execution", "recording")
@@ -84,7 +87,7 @@ class TrainConfig:
     image_size: int | None = _option(
         None, "data",
         "training resolution in pixels (default: 8 digits, 28 fashion-mnist, 32 CIFAR, "
-        "64 STL-10)")
+        "64 STL-10)", at_least=1)
     encoder: str = _option(
         "small-cnn", "model",
         "resnet18 (ImageNet stem, the paper's), resnet18-cifar (3x3 stem, no max-pool) or "
@@ -118,11 +121,12 @@ class TrainConfig:
     perplexity: float = _option(
         30.0, "loss", "perplexity of the Gaussian input kernel (sne, tsne, kmeans)")
     n_clusters: int | None = _option(
-        None, "loss", "number of prototypes of the cluster kernel (cluster, kmeans; default 10)")
+        None, "loss", "number of prototypes of the cluster kernel (cluster, kmeans; default 10)",
+        at_least=2)
     # schedules over the run's steps (the temporal teacher's alpha like the learning rate)
     alpha_schedule: str = _option(
         "constant", "optimisation", "temporal recursion: constant, linear, cosine or step decay "
-        "of alpha")
+        "of alpha", choices=ALPHA_SCHEDULES)
     alpha_final: float = _option(
         0.0, "optimisation", "temporal recursion: alpha at the end of training")
     epochs: int = _option(
@@ -171,10 +175,12 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config from a ``config.json`` dict: missing keys take their defaults, unknown keys
         are refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        for name, value in values.items():
+            _check_type(name, str(known[name].type), value)
         return cls(**values)
 
     def resolved_recursion(self) -> str:
@@ -201,6 +207,27 @@ def config_identity(values: dict[str, Any]) -> dict[str, Any]:
     keys take their defaults, so adding a field keeps old results), execution fields dropped."""
     normal = asdict(TrainConfig.from_dict(dict(values)))
     return {k: v for k, v in normal.items() if k not in EXECUTION_FIELDS}
+
+
+_TYPE_CHECKS = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list[int]": ("a list of integers", lambda v: isinstance(v, list) and all(
+        isinstance(e, int) and not isinstance(e, bool) for e in v)),
+}
+
+
+def _check_type(name: str, annotation: str, value: Any) -> None:
+    """Refuse a stored value of the wrong JSON type (``"lr": "0.001"``, ``"seed": null``)."""
+    optional = annotation.endswith(" | None")
+    if value is None and optional:
+        return
+    what, ok = _TYPE_CHECKS[annotation.removesuffix(" | None")]
+    if not ok(value):
+        allowed = f"{what} or null" if optional else what
+        raise ValueError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
 
 
 def _check_declared(config: TrainConfig) -> None:
@@ -232,6 +259,49 @@ def _check_images(config: TrainConfig) -> None:
         )
 
 
+def _check_numbers(config: TrainConfig) -> None:
+    """Finite floats everywhere (a NaN momentum would train NaN weights), the optimiser's ranges,
+    BatchNorm's two samples, and no flag that the chosen recursion would ignore."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{spec.name.replace('_', '-')} must be a finite number, got {value}")
+    check_positive("lr", config.lr)
+    check_positive("weight-decay", config.weight_decay, allow_zero=True)
+    check_positive("momentum", config.momentum, allow_zero=True)
+    if config.batch_size < 2:
+        raise ValueError("batch-size must be >= 2: the encoder's BatchNorm layers need at least "
+                         f"two samples per batch, got {config.batch_size}")
+    if not config.resolved_recursion().startswith("temporal"):
+        ignored = [flag for flag, value, default in (
+            ("--alpha-schedule", config.alpha_schedule, "constant"),
+            ("--alpha-final", config.alpha_final, 0.0)) if value != default]
+        if ignored:
+            verb = "apply" if len(ignored) > 1 else "applies"
+            raise ValueError(f"{' and '.join(ignored)} {verb} to temporal recursion only; add "
+                             "--recursion temporal or drop it")
+
+
+def check_device(name: str) -> None:
+    """``name`` as a device this machine has (``auto``: the CPU or the current GPU)."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"device {name!r} requested but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r} requested but this machine has {count} CUDA "
+                             f"device(s): cuda:0 to cuda:{count - 1}")
+
+
 def validate(config: TrainConfig) -> None:
     """Refuse impossible settings before any work starts (each error says what to change)."""
     if not (config.dataset in data_module.DATASETS or config.dataset.startswith("imagefolder:")):
@@ -240,7 +310,7 @@ def validate(config: TrainConfig) -> None:
             f"{', '.join(data_module.DATASETS)}, imagefolder:PATH"
         )
     _check_declared(config)
-    check_positive("lr", config.lr)
+    _check_numbers(config)
     bad_epochs = [e for e in config.eval_epochs if not 1 <= e <= config.epochs]
     if bad_epochs:
         raise ValueError(f"eval-epochs {bad_epochs} must lie in [1, epochs={config.epochs}]")
@@ -256,9 +326,7 @@ def validate(config: TrainConfig) -> None:
                 f"--record-field needs one of rkdo's own methods, not {config.method!r}")
         check_int("record-field", config.record_field, low=MIN_POINTS)
     _check_images(config)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device 'cuda' requested but no CUDA device is available; use --device cpu"
-        )
+    check_device(config.device)
+    check_memory(config)
     # building the loss checks every loss hyper-parameter range now, not at the first step
     build_loss(config, n_samples=2)

@@ -31,25 +31,32 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from rkdo import distributed
-from rkdo._io import write_json_atomic
-from rkdo.evaluation import evaluate
+from rkdo._io import read_json, write_json_atomic
+from rkdo._validation import check_positive
+from rkdo.evaluation import evaluate, plan_evaluation
 from rkdo.fields import FIELDS_FILE
+from rkdo.training.checkpoint import first_nonfinite, load_weights
 from rkdo.training.components import Components, resolve_device
 from rkdo.training.config import TrainConfig, validate
+from rkdo.training.interrupt import Interrupted, StopNow, StopSignals, signal_name
 from rkdo.training.recorder import FieldRecorder
 from rkdo.training.rundir import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     EVAL_FILE,
     MetricsLog,
+    RunLock,
     check_out_dir,
+    check_writable,
     load_checkpoint,
     read_config,
+    resume_config,
     save_checkpoint,
     start_run,
     truncate_metrics,
 )
 
-__all__ = ["TrainingError", "train"]
+__all__ = ["TrainingError", "Interrupted", "train"]
 
 
 class TrainingError(RuntimeError):
@@ -64,31 +71,74 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    changes: dict[str, Any] | None = None,
+    checkpoint_minutes: float = 5.0,
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out`` and return its final evaluation.
 
     Args:
         config: the run's settings (ignored when resuming: the saved ``config.json`` is used).
         out: run directory: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``eval.json``.
-        resume: continue the run saved in ``out`` from its last checkpoint.
+        resume: continue the run saved in ``out`` from its last checkpoint; a finished run
+            returns its saved evaluation.
         overwrite: allow replacing a different or finished run in ``out``.
         progress: show a progress bar (rank 0 only).
         stop_after: stop (with a checkpoint) after this many steps in total, as an interruption
             would; used to test resume.
+        changes: with ``resume``, settings to change (:data:`~rkdo.training.rundir.
+            RESUME_CHANGES`: more ``epochs``, execution fields); others are refused by name.
+        checkpoint_minutes: also write a checkpoint when this much time has passed since the
+            last one (0: only every ``checkpoint_every`` steps, at evaluations and at the end).
+
+    SIGINT and SIGTERM stop the run after the current step with a checkpoint, raising
+    :class:`Interrupted` (a ``KeyboardInterrupt``); the directory is locked while it trains.
     """
     out = Path(out)
+    check_positive("checkpoint-minutes", checkpoint_minutes, allow_zero=True)
     owns_group = _init_distributed(config.device if config is not None else "auto")
+    lock = RunLock(out)
     try:
-        if resume:
-            config = read_config(out)
-        elif config is None:
-            raise ValueError("give a TrainConfig for a new run, or resume=True to continue one")
-        validate(config)
-        return _Training(config, out, resume=resume, overwrite=overwrite,
-                         progress=progress).run(stop_after)
+        with StopSignals() as signals:
+            try:
+                if resume:
+                    config = _resume(out, lock, changes)
+                    if config is None:
+                        return read_json(out / EVAL_FILE)
+                elif config is None:
+                    raise ValueError("give a TrainConfig for a new run, or resume=True")
+                validate(config)
+                training = _Training(config, out, resume=resume, overwrite=overwrite,
+                                     progress=progress, lock=lock, signals=signals)
+                return training.run(stop_after, checkpoint_minutes * 60.0)
+            except StopNow as stop:
+                raise Interrupted(stop.signum, _stopped_at_once(out, stop.signum)) from None
     finally:
+        lock.release()
         if owns_group:
             dist.destroy_process_group()
+
+
+def _resume(out: Path, lock: RunLock, changes: dict[str, Any] | None) -> TrainConfig | None:
+    """The config to resume in ``out`` (``None`` if the run has finished), with the lock held."""
+    writer = distributed.rank() == 0
+    if writer and out.is_dir():
+        lock.acquire()  # before reading: a live run may not have its first checkpoint yet
+    read_config(out)  # says what is missing
+    config = resume_config(out, changes, save=writer)
+    final = out / EVAL_FILE
+    if final.exists() and read_json(final).get("epoch") == config.epochs:
+        return None
+    return config
+
+
+def _stopped_at_once(out: Path, signum: int) -> str:
+    """What an interruption outside a training step leaves behind."""
+    name = signal_name(signum)
+    if not (out / CHECKPOINT_FILE).exists():
+        return (f"interrupted by {name} before the first checkpoint; start again with "
+                f"`rkdo train --out {out} --overwrite ...`")
+    return (f"interrupted by {name}; the last checkpoint in {out} is kept; continue with "
+            f"`rkdo train --resume {out}`")
 
 
 def _init_distributed(device: str) -> bool:
@@ -124,14 +174,26 @@ class _Training:
     """
 
     def __init__(self, config: TrainConfig, out: Path, *, resume: bool, overwrite: bool,
-                 progress: bool) -> None:
-        self.config, self.out = config, out
+                 progress: bool, lock: RunLock, signals: StopSignals) -> None:
+        self.config, self.out, self.signals = config, out, signals
         self.device = resolve_device(config.device)
         world, rank = distributed.world_size(), distributed.rank()
         self.is_writer = rank == 0
-        if not resume and self.is_writer:
+        new_run = not resume and self.is_writer
+        if new_run:
+            check_writable(out)
+        if new_run and out.is_dir():
+            lock.acquire()
+        if new_run:
             check_out_dir(out, config, overwrite)
         self.parts = parts = Components(config, self.device, world)
+        if config.eval_protocol != "none":
+            # a split the evaluation cannot use is refused now, not after training
+            plan_evaluation(parts.data.train.labels, parts.data.test.labels,
+                            config.eval_protocol, config.probe_train_size)
+        if new_run and lock.handle is None:
+            lock.acquire()
+            check_out_dir(out, config, overwrite)  # again, now that no one else can start here
         self.sampler = DistributedSampler(
             range(len(parts.data.train)), num_replicas=world, rank=rank, shuffle=True,
             seed=config.seed, drop_last=True,
@@ -141,6 +203,8 @@ class _Training:
         self.labels = parts.data.train.labels.to(self.device)
         self.step, self.evals_done = 0, []
         self.epoch_loss, self.epoch_steps = torch.zeros((), device=self.device), 0
+        self.checkpoint_step: int | None = None
+        self.checkpoint_seconds, self.last_checkpoint = 0.0, time.monotonic()
         if resume:
             self._restore()
         elif self.is_writer:
@@ -164,24 +228,28 @@ class _Training:
         """Continue from ``checkpoint.pt``: every state, the counters, the log up to it."""
         parts = self.parts
         state = load_checkpoint(self.out, self.device)
-        parts.model.load_state_dict(state["model"])
-        parts.loss.load_state_dict(state["loss"])
-        parts.optimizer.load_state_dict(state["optimizer"])
-        parts.scheduler.load_state_dict(state["scheduler"])
+        for key in ("model", "loss", "optimizer", "scheduler"):
+            load_weights(getattr(parts, key), state[key], self.out / CHECKPOINT_FILE,
+                         self.out / CONFIG_FILE)
         self.generator.set_state(state["rng"]["augment"])
         torch.set_rng_state(state["rng"]["torch"])
         self.step, self.evals_done = int(state["step"]), list(state["evals_done"])
         self.epoch_loss += state["epoch_loss"].to(self.device)
         self.epoch_steps = int(state["epoch_steps"])
+        self.checkpoint_step = self.step
         if self.is_writer:
-            truncate_metrics(self.out, self.step)
+            # the final evaluation is redone when the run stopped during it
+            truncate_metrics(self.out, self.step, redo_eval=self.step == parts.total_steps)
 
-    def run(self, stop_after: int | None) -> dict[str, Any]:
+    def run(self, stop_after: int | None, checkpoint_seconds: float = 0.0) -> dict[str, Any]:
         """Train to the end (or to ``stop_after`` steps), then evaluate and write ``eval.json``."""
         config, parts = self.config, self.parts
+        self.checkpoint_seconds = checkpoint_seconds
         self.model.train()
         if self.recorder is not None and self.step == 0:
             self.recorder.record(parts.model, 0)
+        # under torchrun the ranks would stop at different steps: signals stop them at once
+        self.signals.deferring = not distributed.is_distributed()
         for step_index, index in _batches(self.sampler, parts, self.step, config.epochs):
             if stop_after is not None and step_index >= stop_after:
                 self._checkpoint(step_index)
@@ -189,6 +257,9 @@ class _Training:
                 return {"stopped_at": step_index}
             loss = self._step(step_index, index.to(self.device))
             self._after_step(step_index + 1, loss)
+            if self.signals.signum is not None:
+                self._interrupted(step_index + 1)
+        self.signals.deferring = False
         self._checkpoint(parts.total_steps)
         if self.recorder is not None:
             self.recorder.save(self.out / FIELDS_FILE)
@@ -243,17 +314,28 @@ class _Training:
             self._evaluate(completed, done)
             self.evals_done.append(completed)
             self._checkpoint(done)
-        elif config.checkpoint_every and done % config.checkpoint_every == 0:
+        elif (config.checkpoint_every and done % config.checkpoint_every == 0) or (
+                self.checkpoint_seconds and
+                time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds):
             self._checkpoint(done)
+
+    def _interrupted(self, done: int) -> None:
+        """A signal arrived during the step that ended at ``done``: checkpoint and stop."""
+        self.signals.deferring = False
+        self._checkpoint(done)
+        self._close()
+        name = signal_name(self.signals.signum or 2)
+        raise Interrupted(self.signals.signum or 2, (
+            f"interrupted by {name} after step {done} of {self.parts.total_steps}; checkpoint "
+            f"written to {self.out / CHECKPOINT_FILE}; continue with `rkdo train --resume "
+            f"{self.out}`"))
 
     def _log_train(self, done: int, loss: float) -> None:
         """A train line (loss, lr, throughput since the last line); stop on a non-finite loss."""
         if not math.isfinite(loss):
-            kept = (f"the last good checkpoint ({self.out / CHECKPOINT_FILE}) is kept"
-                    if (self.out / CHECKPOINT_FILE).exists() else "no checkpoint was written yet")
             raise TrainingError(
-                f"non-finite loss ({loss}) at step {done}; {kept}. Lower --lr or raise "
-                "--temperature"
+                f"non-finite loss ({loss}) at step {done}; {self._kept()} in {self.out}. "
+                "Lower --lr or raise --temperature"
             )
         elapsed = time.perf_counter() - self.window_start
         images_per_s = self.window_steps * self.config.batch_size / max(elapsed, 1e-9)
@@ -275,10 +357,15 @@ class _Training:
                 f"checkpoint is kept. Lower --lr or raise --temperature"
             )
         parts = self.parts
+        weights = {"model": parts.model.state_dict(), "loss": parts.loss.state_dict(),
+                   "optimizer": parts.optimizer.state_dict()}
+        bad = first_nonfinite(weights)
+        if bad is not None:
+            raise TrainingError(
+                f"non-finite weights ({bad}) at step {at_step}; {self._kept()}. Lower --lr "
+                "(or --momentum)")
         save_checkpoint(self.out, {
-            "model": parts.model.state_dict(),
-            "loss": parts.loss.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
+            **weights,
             "scheduler": parts.scheduler.state_dict(),
             "rng": {"augment": self.generator.get_state(), "torch": torch.get_rng_state()},
             "step": at_step,
@@ -286,6 +373,12 @@ class _Training:
             "epoch_loss": self.epoch_loss.detach().cpu(),
             "epoch_steps": self.epoch_steps,
         })
+        self.checkpoint_step, self.last_checkpoint = at_step, time.monotonic()
+
+    def _kept(self) -> str:
+        if self.checkpoint_step is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint (step {self.checkpoint_step}) is kept"
 
     def _evaluate(self, epoch: int, at_step: int) -> dict[str, Any]:
         """Evaluate the encoder (rank 0) and log it; every rank waits for it."""

@@ -8,15 +8,18 @@
     DIR/eval.json        the final evaluation {epoch, step, metric: value, ...}
     DIR/fields.npz       recorded teacher/student fields (:mod:`rkdo.fields`)
     DIR/tensorboard/     TensorBoard events (``--tensorboard``)
+    DIR/.lock            held (flock) by the one process training in DIR; holds its pid
 
 Every file is replaced atomically with fsync (:mod:`rkdo._io`), so an interrupted run leaves the
-last good checkpoint; on resume the metrics written after it are dropped and redone.
+last good checkpoint; on resume the metrics written after it are dropped and redone. The lock
+is the kernel's: a process that dies drops it, so a dead run never blocks its directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +28,22 @@ from torch import nn
 
 from rkdo._io import (
     append_jsonl,
-    atomic_writer,
     read_json,
     read_jsonl,
     write_json_atomic,
     write_jsonl_atomic,
 )
 from rkdo.fields import FIELDS_FILE
+from rkdo.training.checkpoint import first_nonfinite, load_state, load_weights, save_state
 from rkdo.training.components import Components
-from rkdo.training.config import TrainConfig
+from rkdo.training.config import EXECUTION_FIELDS, TrainConfig, check_device, validate
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE", "FIELDS_FILE",
-    "TENSORBOARD_DIR", "RunExistsError", "Run", "check_out_dir", "start_run", "read_config",
-    "save_checkpoint", "load_checkpoint", "truncate_metrics", "MetricsLog", "load_run",
+    "TENSORBOARD_DIR", "LOCK_FILE", "RunExistsError", "RunLock", "Run", "check_out_dir",
+    "check_writable",
+    "start_run", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
+    "truncate_metrics", "RESUME_CHANGES", "resume_config", "MetricsLog", "load_run",
 ]
 
 CONFIG_FILE = "config.json"
@@ -46,6 +51,7 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".lock"
 
 
 class RunExistsError(ValueError):
@@ -53,10 +59,13 @@ class RunExistsError(ValueError):
 
 
 def check_out_dir(out: Path, config: TrainConfig, overwrite: bool) -> None:
-    """Refuse to start a new run in ``out`` if that would overwrite another one by accident."""
+    """Refuse to start a new run in ``out`` if that would overwrite another one by accident,
+    or if ``out`` cannot hold one (a file, not writable)."""
+    check_writable(out)
     config_path = out / CONFIG_FILE
     if not config_path.exists():
-        if out.exists() and any(out.iterdir()) and not overwrite:
+        others = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.exists() else []
+        if others and not overwrite:
             raise RunExistsError(
                 f"{out} exists and is not empty; choose another --out or pass --overwrite"
             )
@@ -78,6 +87,53 @@ def check_out_dir(out: Path, config: TrainConfig, overwrite: bool) -> None:
     )
 
 
+def check_writable(out: Path) -> None:
+    """Refuse an ``out`` that names a file, lies under one, or cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory; choose a directory")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out} lies under {existing}, which is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {existing} is not writable (permission denied); "
+                         "choose another --out")
+
+
+class RunLock:
+    """An exclusive lock on a run directory while one process trains in it (``DIR/.lock``)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.handle = out, None
+
+    def acquire(self) -> RunLock:
+        """Take the lock (creating ``out``), or refuse naming the process that holds it."""
+        if self.handle is not None:
+            return self
+        self.out.mkdir(parents=True, exist_ok=True)
+        handle = open(self.out / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise ValueError(
+                f"{self.out} is in use by another `rkdo train` (pid {holder}); wait for it to "
+                "finish, or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
 def start_run(out: Path, config: TrainConfig) -> None:
     """Create ``out``, drop a previous run's files, write ``config.json``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -88,28 +144,81 @@ def start_run(out: Path, config: TrainConfig) -> None:
 
 def read_config(out: Path) -> TrainConfig:
     """The config of the run in ``out`` (which must also hold a checkpoint)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a run directory")
     if not ((out / CONFIG_FILE).exists() and (out / CHECKPOINT_FILE).exists()):
         raise ValueError(
             f"nothing to resume in {out}: expected {CONFIG_FILE} and {CHECKPOINT_FILE} there"
         )
-    return TrainConfig.from_dict(read_json(out / CONFIG_FILE))
+    return load_config(out / CONFIG_FILE)
+
+
+def load_config(path: Path) -> TrainConfig:
+    """The :class:`TrainConfig` in ``path``, its values' types checked; errors name the file."""
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings, got "
+                         f"{type(values).__name__}")
+    try:
+        return TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}; fix or restore the file") from None
 
 
 def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
     """Replace ``checkpoint.pt`` with ``state`` atomically (fsynced)."""
-    atomic_writer(out / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+    save_state(out / CHECKPOINT_FILE, state)
 
 
 def load_checkpoint(out: Path, device: torch.device) -> dict[str, Any]:
-    """The saved ``checkpoint.pt`` state, tensors on ``device``."""
-    return torch.load(out / CHECKPOINT_FILE, map_location=device, weights_only=True)
+    """The saved ``checkpoint.pt`` state, tensors on ``device`` (one-line errors if damaged)."""
+    return load_state(out / CHECKPOINT_FILE, device)
 
 
-def truncate_metrics(out: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+def truncate_metrics(out: Path, step: int, *, redo_eval: bool = False) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be redone), and
+    with ``redo_eval`` the evaluation lines at that step too."""
     path = out / METRICS_FILE
     if path.exists():
-        write_jsonl_atomic(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
+        write_jsonl_atomic(path, [
+            r for r in read_jsonl(path) if r.get("step", 0) < step or (
+                r.get("step", 0) == step and not (redo_eval and r.get("kind") == "eval"))])
+
+
+RESUME_CHANGES = ("epochs", *EXECUTION_FIELDS)
+"""Settings a resumed run may change: more epochs, and where/how it executes."""
+
+
+def resume_config(out: Path, changes: dict[str, Any] | None, *, save: bool = True
+                  ) -> TrainConfig:
+    """The saved config of the run in ``out`` with ``changes`` applied (and saved if ``save``),
+    refusing changes that would make the resumed run a different one."""
+    config = read_config(out)
+    changes = {k: v for k, v in (changes or {}).items() if getattr(config, k, v) != v}
+    refused = sorted(set(changes) - set(RESUME_CHANGES))
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ValueError(
+            f"{flags} cannot change when resuming {out} (it keeps its saved {CONFIG_FILE}); "
+            f"drop {'them' if len(refused) > 1 else 'it'}, or start a new run with --out")
+    if "epochs" in changes:
+        if changes["epochs"] < config.epochs:
+            raise ValueError(f"--epochs {changes['epochs']} is fewer than the {config.epochs} of "
+                             f"the run in {out}; a resumed run can only be extended")
+        spanning = [flag for flag, on in (
+            ("--lr-schedule cosine", config.lr_schedule != "none"),
+            (f"--recursion {config.recursion}", config.resolved_recursion().startswith(
+                "temporal"))) if on]
+        if spanning:
+            raise ValueError(f"--epochs cannot extend the run in {out}: its schedule "
+                             f"({', '.join(spanning)}) spans the run's length; start a new run")
+    if not changes:
+        return config
+    config = replace(config, **changes)
+    validate(config)
+    if save:
+        write_json_atomic(out / CONFIG_FILE, asdict(config))
+    return config
 
 
 class MetricsLog:
@@ -160,11 +269,17 @@ def load_run(directory: str | os.PathLike[str], device: str = "cpu") -> Run:
             f"{directory} is not a run directory: expected {CONFIG_FILE} and {CHECKPOINT_FILE} "
             "(written by `rkdo train --out DIR`)"
         )
-    config = TrainConfig.from_dict(read_json(directory / CONFIG_FILE))
+    config = load_config(directory / CONFIG_FILE)
+    check_device(device)
     torch_device = torch.device(device)
+    state = load_state(directory / CHECKPOINT_FILE, torch_device, keys=("model", "loss", "step"))
+    bad = first_nonfinite(state["model"])
+    if bad is not None:
+        raise ValueError(
+            f"{directory / CHECKPOINT_FILE} holds non-finite weights ({bad}): the run diverged "
+            "and its model cannot be evaluated; train it again with a lower --lr")
     parts = Components(config, torch_device)
-    state = load_checkpoint(directory, torch_device)
-    parts.model.load_state_dict(state["model"])
-    parts.loss.load_state_dict(state["loss"])
+    for module, key in ((parts.model, "model"), (parts.loss, "loss")):
+        load_weights(module, state[key], directory / CHECKPOINT_FILE, directory / CONFIG_FILE)
     parts.model.eval()
     return Run(directory, config, parts.model, parts.loss, parts.data, int(state["step"]))
