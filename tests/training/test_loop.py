@@ -202,3 +202,33 @@ def test_data_the_evaluation_cannot_use_is_refused_before_training(
     with pytest.raises(ValueError, match=message):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flat_image_folder_trains_with_its_holdout_fraction(
+    tmp_path: Path, fast: TrainConfig,
+) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        for k in range(20):
+            folder = tmp_path / "images" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels, mode="RGB").save(folder / f"{k:02d}.png")
+    config = replace(fast, dataset=f"imagefolder:{tmp_path / 'images'}", image_size=32,
+                     holdout_fraction=0.25, batch_size=8, epochs=1, steps_per_epoch=2,
+                     eval_protocol="none")
+    train(config, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["holdout_fraction"] == 0.25
+    run = load_run(tmp_path / "run")
+    assert (len(run.data.train), len(run.data.test)) == (30, 10)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
+def test_a_holdout_fraction_outside_the_open_unit_interval_is_refused(
+    tmp_path: Path, fast: TrainConfig, fraction: float,
+) -> None:
+    with pytest.raises(ValueError, match=r"holdout-fraction must lie in \(0, 1\)"):
+        train(replace(fast, holdout_fraction=fraction), tmp_path / "run", progress=False)

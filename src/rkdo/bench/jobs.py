@@ -98,7 +98,8 @@ def _run_floor(job: Job) -> dict[str, Any]:
 
 def _run_profile(job: Job) -> dict[str, Any]:
     config = job.config
-    data = data_module.load(config["dataset"], config["data_root"], config["download"])
+    data = data_module.load(config["dataset"], config["data_root"], config["download"],
+                             holdout_fraction=config.get("holdout_fraction"))
     image_size = config["image_size"] or data_module.default_image_size(config["dataset"])
     rows = profile(
         config["encoder"], config["batch_size"], image_size, data.channels,

@@ -41,7 +41,8 @@ class Components:
     """Model, loss (as an :class:`Objective`), optimiser, data and augmentation for a config."""
 
     def __init__(self, config: TrainConfig, device: torch.device, world: int = 1) -> None:
-        self.data = data_module.load(config.dataset, config.data_root, config.download)
+        self.data = data_module.load(config.dataset, config.data_root, config.download,
+                                      holdout_fraction=config.holdout_fraction)
         self.image_size = config.image_size or data_module.default_image_size(config.dataset)
         n_train = len(self.data.train)
         if config.batch_size > n_train:

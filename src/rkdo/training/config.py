@@ -84,6 +84,10 @@ class TrainConfig:
     download: bool = _option(
         False, "data", "download the dataset with torchvision if it is not under --data-root",
         execution=True)
+    holdout_fraction: float | None = _option(
+        None, "data",
+        "imagefolder:PATH with one folder of class folders (no train/ and test/): the share of "
+        "each class held out for evaluation, a seeded stratified split (default 0.2)")
     image_size: int | None = _option(
         None, "data",
         "training resolution in pixels (default: 8 digits, 28 fashion-mnist, 32 CIFAR, "
@@ -325,6 +329,11 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(
                 f"--record-field needs one of rkdo's own methods, not {config.method!r}")
         check_int("record-field", config.record_field, low=MIN_POINTS)
+    if config.holdout_fraction is not None:
+        fraction = float(config.holdout_fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(
+                f"holdout-fraction must lie in (0, 1), got {config.holdout_fraction!r}")
     _check_images(config)
     check_device(config.device)
     check_memory(config)

@@ -135,4 +135,5 @@ def run_demo(
 
 
 def _test_size(config: TrainConfig) -> int:
-    return len(data_module.load(config.dataset, config.data_root).test)
+    return len(data_module.load(config.dataset, config.data_root,
+                                holdout_fraction=config.holdout_fraction).test)
