@@ -47,6 +47,8 @@ class Job:
     config: dict[str, Any]
     durations: tuple[int, ...]
     skip_reason: str = ""
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """What the cell asks of Ray / Slurm (the grid's ``resources``); not part of its identity."""
 
     @property
     def slug(self) -> str:
@@ -105,7 +107,7 @@ def _profile_job(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any],
     config["variants"] = _profile_variants(grid, dataset, overrides, skip)
     config["steps"] = grid.profile_steps
     return Job(f"{dataset.dataset}/profile", "profile", dataset.dataset, "profile", None,
-               config, ())
+               config, (), resources={**grid.resources, **dataset.resources})
 
 
 def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool = True
@@ -128,14 +130,15 @@ def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool 
     for seed in grid.seeds:
         for dataset in grid.datasets:
             floor = train_config(grid, dataset, floor_method, seed, overrides)
+            resources = {**grid.resources, **dataset.resources}
             if floor["eval_protocol"] != "none":  # nothing to evaluate otherwise
                 jobs.append(Job(f"{dataset.dataset}/{FLOOR}/seed{seed}", "floor",
-                                dataset.dataset, FLOOR, seed, floor, (0,)))
+                                dataset.dataset, FLOOR, seed, floor, (0,), resources=resources))
             for spec in grid.methods:
                 jobs.append(Job(
                     f"{dataset.dataset}/{spec.name}/seed{seed}", "train", dataset.dataset,
                     spec.name, seed, train_config(grid, dataset, spec, seed, overrides),
-                    durations, skip.get(spec.name, ""),
+                    durations, skip.get(spec.name, ""), {**resources, **spec.resources},
                 ))
     if grid.profile:
         jobs += [_profile_job(grid, dataset, overrides, skip) for dataset in grid.datasets]
