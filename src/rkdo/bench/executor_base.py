@@ -3,7 +3,8 @@
 An :class:`Executor` runs submitted jobs somewhere and hands their outcomes back, in the order
 they finish, to the runner, which alone writes the store. A :class:`QueuedExecutor` keeps at
 most ``workers`` jobs in flight on a scheduler, holds back a cell whose run directory a live job
-of an earlier, killed driver still owns (:mod:`rkdo.bench.lease`) until that job has ended, and
+of an earlier, killed driver still owns (:mod:`rkdo.bench.lease`) until that job has ended (also
+when that job took the cell only after this one was started: the refused job is requeued), and
 turns a job that its scheduler lost (a killed worker, a cancelled Slurm job) into an ``"error"``
 outcome, so the grid goes on and the next run retries the cell.
 """
@@ -56,7 +57,8 @@ class Executor(abc.ABC):
 
     def check(self, jobs: list[Job]) -> None:
         """Refuse (``ValueError``) before anything runs what these jobs cannot do here."""
-        return None  # a local executor sees every path this process sees
+        for job in jobs:
+            cell_resources(job, self.resources, self.threads)
 
     @abc.abstractmethod
     def submit(self, job: Job) -> Future[Outcome]:
@@ -99,6 +101,11 @@ def cell_resources(job: Job, overrides: dict[str, Any], threads: int | None) -> 
     wanted = {**job.resources, **overrides}
     wanted.setdefault("cpus", threads or 1)
     wanted.setdefault("gpus", 1 if str(job.config.get("device", "")).startswith("cuda") else 0)
+    if int(wanted["gpus"]) > 1:
+        raise ValueError(
+            f"cell {job.key} asks for {wanted['gpus']} GPUs, but a grid cell trains in one "
+            "process on one GPU; train a multi-GPU run with torchrun (docs/distributed.md) "
+            "or give the cell gpus = 1")
     return wanted
 
 
@@ -157,7 +164,8 @@ class QueuedExecutor(Executor):
             if self._owned_elsewhere(job):
                 continue  # its owner is still running: start it once that job has ended
             self._waiting.remove(entry)
-            future.set_running_or_notify_cancel()
+            if not future.running():
+                future.set_running_or_notify_cancel()
             self._flight[self._start(job)] = (job, future)
 
     def as_completed(self) -> Iterator[tuple[Job, Outcome]]:
@@ -172,6 +180,9 @@ class QueuedExecutor(Executor):
                     outcome = self._outcome(handle)
                 except Exception as error:  # the worker died or the scheduler dropped it
                     outcome = lost(error, f"{self.where} lost")
+                if outcome.get("busy"):  # a job of a killed driver took the cell first
+                    self._waiting.append((job, future))
+                    continue
                 future.set_result(outcome)
                 self._fill()
                 yield job, outcome

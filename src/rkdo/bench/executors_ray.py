@@ -65,6 +65,7 @@ class RayExecutor(QueuedExecutor):
         self._task = self._ray.remote(max_retries=0)(run_job)
 
     def check(self, jobs: list[Job]) -> None:
+        super().check(jobs)
         if self.nodes < 2:
             return  # one machine: it sees what the driver sees
         where = f"this {self.nodes}-node Ray cluster"

@@ -66,6 +66,7 @@ class SubmititExecutor(QueuedExecutor):
         self.poll_seconds = 0.5 if self.cluster in _ON_THIS_MACHINE else 10.0
 
     def check(self, jobs: list[Job]) -> None:
+        super().check(jobs)
         if self.cluster in _ON_THIS_MACHINE:
             return
         for root in sorted({str(j.config["data_root"]) for j in jobs

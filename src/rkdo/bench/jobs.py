@@ -25,7 +25,7 @@ import torch
 
 from rkdo._io import read_json, read_jsonl
 from rkdo.bench.flops import profile
-from rkdo.bench.lease import lease
+from rkdo.bench.lease import LeaseHeldError, lease
 from rkdo.bench.plan import Job
 from rkdo.bench.store import RUNS_DIR, now, same_settings
 from rkdo.training import (
@@ -146,6 +146,8 @@ def execute(job: Job, out: Path) -> dict[str, Any]:
     else:
         try:
             outcome.update(_run(job, out), status="ok")
+        except LeaseHeldError as error:  # another live job trains this cell: not a failure
+            outcome.update(status="error", error=f"{type(error).__name__}: {error}", busy=True)
         except Exception as error:  # a failing cell must not stop the grid
             outcome.update(status="error", error=f"{type(error).__name__}: {error}",
                            traceback=traceback.format_exc())
