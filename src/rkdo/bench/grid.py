@@ -177,6 +177,34 @@ def _check_options(options: dict[str, Any], where: str, reserved: Sequence[str])
     clash = sorted(set(options) & set(reserved))
     if clash:
         raise ValueError(f"{where}: {clash} are set by the grid itself and cannot be given here")
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    for key, value in options.items():
+        if not _has_type(value, types[key]):
+            raise ValueError(f"{where}: {key} must be {_TYPE_WORDS.get(types[key], types[key])}"
+                             f", got {value!r} ({type(value).__name__})")
+
+
+_TYPE_WORDS = {"int": "an integer", "int | None": "an integer", "float": "a number",
+               "float | None": "a number", "str": "a string", "str | None": "a string",
+               "bool": "true or false", "list[int]": "a list of integers"}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether a TOML ``value`` fits a TrainConfig field annotated ``annotation`` (an
+    annotation this check does not know is left to TrainConfig's own checks)."""
+    checks = {
+        "None": lambda v: v is None,
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list[int]": lambda v: isinstance(v, list) and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v),
+    }
+    parts = [part.strip() for part in annotation.split("|")]
+    if any(part not in checks for part in parts):
+        return True
+    return any(checks[part](value) for part in parts)
 
 
 def _parse_settings(content: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rkdo.bench.grid import FLOOR, DatasetSpec, Grid, MethodSpec
 from rkdo.training import EXECUTION_FIELDS, LOSS_FIELDS, TrainConfig
 from rkdo.training import validate as validate_config
+from rkdo.vision import data as data_module
 
-__all__ = ["Job", "plan", "train_config", "PROFILE_FIELDS"]
+__all__ = ["Job", "plan", "train_config", "check_data", "PROFILE_FIELDS"]
 
 PROFILE_FIELDS = ("dataset", "encoder", "batch_size", "image_size", "embedding_dim",
                   "hidden_dim", "data_root", "download", "device")
@@ -143,3 +145,30 @@ def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool 
     if grid.profile:
         jobs += [_profile_job(grid, dataset, overrides, skip) for dataset in grid.datasets]
     return jobs
+
+
+def check_data(jobs: list[Job]) -> None:
+    """Refuse (``ValueError`` naming the grid's ``[[datasets]]`` entry) data that a runnable
+    job could not load, before any job runs.
+
+    Each distinct (dataset, data root, download) is loaded once, so that missing files are
+    found (and downloads done, once) here rather than by every cell; an ``imagefolder:PATH``
+    is only checked to exist (decoding every image twice would cost too much).
+    """
+    seen: set[tuple[str, str | None, bool]] = set()
+    for job in jobs:
+        source = (job.config["dataset"], job.config.get("data_root"),
+                  bool(job.config.get("download")))
+        if job.skip_reason or source in seen:
+            continue
+        seen.add(source)
+        name, root, download = source
+        try:
+            if name.startswith("imagefolder:"):
+                folder = Path(name.removeprefix("imagefolder:")).expanduser()
+                if not folder.is_dir():
+                    raise data_module.DataError(f"image folder {folder} does not exist")
+            else:
+                data_module.load(name, root, download)
+        except data_module.DataError as error:
+            raise ValueError(f"[[datasets]] {job.dataset}: {error}") from None

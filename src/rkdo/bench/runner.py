@@ -34,7 +34,7 @@ import rkdo
 from rkdo._validation import check_choice, check_int
 from rkdo.bench.executors import EXECUTORS, make_executor
 from rkdo.bench.grid import Grid
-from rkdo.bench.plan import Job, plan
+from rkdo.bench.plan import Job, check_data, plan
 from rkdo.bench.store import Store, is_done, now, open_store
 
 __all__ = ["BenchSummary", "run_grid", "versions"]
@@ -139,6 +139,7 @@ def run_grid(
     workers: int = 1,
     executor: str | None = None,
     executor_options: dict[str, Any] | None = None,
+    check_data_first: bool = True,
     command: str | None = None,
 ) -> BenchSummary:
     """Run every job of ``grid`` not yet in the store at ``out``.
@@ -159,6 +160,8 @@ def run_grid(
         executor_options: given to the executor: ``resources`` (per-cell requests that win
             over the grid's ``[resources]``), Ray's ``address``, submitit's ``cluster`` and
             ``parameters``.
+        check_data_first: load every dataset of the grid once before any job runs, and
+            refuse missing data naming the grid's entry (off: each cell fails on its own).
         command: the command line, recorded with every result.
     """
     out = Path(out)
@@ -168,6 +171,8 @@ def run_grid(
     if executor is not None:
         check_choice("executor", executor, tuple(EXECUTORS))
     jobs = plan(grid, overrides)
+    if check_data_first:
+        check_data(jobs)
     started = time.perf_counter()
     with open_store(out, grid, allow_grid_change) as store:
         pending = [job for job in jobs if not is_done(job, store.records.get(job.key))]
