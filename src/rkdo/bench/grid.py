@@ -7,9 +7,13 @@
     [settings]                        TrainConfig fields shared by every run
     [[datasets]]   dataset = "NAME"   plus that dataset's TrainConfig overrides
     [[methods]]    name = "LABEL"     plus method, its hyper-parameters, optional = true
+    [resources]                       what each cell asks of Ray / Slurm: cpus, gpus,
+                                      memory_gb, timeout_min; a dataset or method entry
+                                      may add its own ``resources = {gpus = 4}``
 
-The grid's identity is :attr:`Grid.hash`, the sha256 of its parsed content: comments and layout
-do not count. Every error names the key and what is allowed.
+The grid's identity is :attr:`Grid.hash`, the sha256 of its parsed content: comments, layout and
+``resources`` (where a cell runs, not what it computes) do not count. Every error names the key
+and what is allowed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rkdo._validation import check_int, check_positive
 from rkdo.training import TrainConfig
 
 __all__ = ["GRID_DIR", "FLOOR", "MethodSpec", "DatasetSpec", "Grid", "shipped_grids",
@@ -36,7 +41,9 @@ FLOOR = "untrained"
 
 _RESERVED = ("dataset", "method", "seed", "epochs", "eval_epochs")
 _TOP_LEVEL = ("name", "description", "seeds", "durations", "treatment", "baseline", "settings",
-              "datasets", "methods", "profile", "profile_steps")
+              "datasets", "methods", "profile", "profile_steps", "resources")
+RESOURCES = {"cpus": 1, "gpus": 0, "timeout_min": 1, "memory_gb": None}
+"""Resource keys a cell may request, with their least integer value (None: a number > 0)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class MethodSpec:
     name: str
     options: dict[str, Any]
     optional: bool = False
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class DatasetSpec:
 
     dataset: str
     options: dict[str, Any]
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,11 +82,14 @@ class Grid:
     profile_steps: int
     text: str
     content: dict[str, Any] = field(repr=False)
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hash(self) -> str:
-        """sha256 (16 hex digits) of the parsed content: comments and layout do not count."""
-        canonical = json.dumps(self.content, sort_keys=True, separators=(",", ":"))
+        """sha256 (16 hex digits) of the parsed content: comments, layout and resources do
+        not count."""
+        canonical = json.dumps(_without_resources(self.content), sort_keys=True,
+                               separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def method(self, name: str) -> MethodSpec:
@@ -85,6 +97,32 @@ class Grid:
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+
+def _without_resources(content: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in content.items() if k != "resources"}
+    for table in ("datasets", "methods"):
+        if isinstance(kept.get(table), list):
+            kept[table] = [{k: v for k, v in entry.items() if k != "resources"}
+                           if isinstance(entry, dict) else entry for entry in kept[table]]
+    return kept
+
+
+def _parse_resources(table: Any, where: str) -> dict[str, Any]:
+    """Check a ``resources`` table: known keys, integer counts, a positive memory."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} resources must be a table, got {table!r}")
+    unknown = sorted(set(table) - set(RESOURCES))
+    if unknown:
+        raise ValueError(f"{where} resources: unknown key(s) {unknown}; allowed: "
+                         f"{', '.join(RESOURCES)}")
+    for key, low in RESOURCES.items():
+        if key in table:
+            if low is None:
+                check_positive(f"{where} resources.{key}", table[key])
+            else:
+                check_int(f"{where} resources.{key}", table[key], low=low)
+    return dict(table)
 
 
 def shipped_grids() -> list[str]:
@@ -139,6 +177,34 @@ def _check_options(options: dict[str, Any], where: str, reserved: Sequence[str])
     clash = sorted(set(options) & set(reserved))
     if clash:
         raise ValueError(f"{where}: {clash} are set by the grid itself and cannot be given here")
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    for key, value in options.items():
+        if not _has_type(value, types[key]):
+            raise ValueError(f"{where}: {key} must be {_TYPE_WORDS.get(types[key], types[key])}"
+                             f", got {value!r} ({type(value).__name__})")
+
+
+_TYPE_WORDS = {"int": "an integer", "int | None": "an integer", "float": "a number",
+               "float | None": "a number", "str": "a string", "str | None": "a string",
+               "bool": "true or false", "list[int]": "a list of integers"}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether a TOML ``value`` fits a TrainConfig field annotated ``annotation`` (an
+    annotation this check does not know is left to TrainConfig's own checks)."""
+    checks = {
+        "None": lambda v: v is None,
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list[int]": lambda v: isinstance(v, list) and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v),
+    }
+    parts = [part.strip() for part in annotation.split("|")]
+    if any(part not in checks for part in parts):
+        return True
+    return any(checks[part](value) for part in parts)
 
 
 def _parse_settings(content: dict[str, Any]) -> dict[str, Any]:
@@ -159,8 +225,9 @@ def _parse_datasets(content: dict[str, Any]) -> list[DatasetSpec]:
         if "dataset" not in entry:
             raise ValueError(f"[[datasets]] entry {index + 1} needs dataset = \"NAME\"")
         dataset = entry.pop("dataset")
+        resources = _parse_resources(entry.pop("resources", {}), f"[[datasets]] {dataset}")
         _check_options(entry, f"[[datasets]] {dataset}", _RESERVED)
-        datasets.append(DatasetSpec(dataset, entry))
+        datasets.append(DatasetSpec(dataset, entry, resources))
     if not datasets:
         raise ValueError("the grid needs at least one [[datasets]] entry")
     if len({d.dataset for d in datasets}) != len(datasets):
@@ -180,9 +247,10 @@ def _parse_methods(content: dict[str, Any]) -> list[MethodSpec]:
         if label in (FLOOR, "profile"):
             raise ValueError(f"method name {label!r} is reserved")
         optional = bool(entry.pop("optional", False))
+        resources = _parse_resources(entry.pop("resources", {}), f"[[methods]] {label}")
         entry.setdefault("method", label)
         _check_options(entry, f"[[methods]] {label}", [r for r in _RESERVED if r != "method"])
-        methods.append(MethodSpec(label, entry, optional))
+        methods.append(MethodSpec(label, entry, optional, resources))
     if not methods:
         raise ValueError("the grid needs at least one [[methods]] entry")
     labels = [m.name for m in methods]
@@ -222,5 +290,5 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         seeds=seeds, durations=sorted(durations), treatment=treatment, baseline=baseline,
         settings=settings, datasets=datasets, methods=methods,
         profile=bool(content.get("profile", True)), profile_steps=profile_steps, text=text,
-        content=content,
+        content=content, resources=_parse_resources(content.get("resources", {}), "[resources]"),
     )

@@ -5,14 +5,16 @@ for a failing cell and returns the job's outcome, the part of its record that ru
 produced::
 
     {"status": "ok" | "error" | "skipped", "started_at", "finished_at", "wall_seconds",
-     "threads", "durations": {"<epochs>": metrics} | "profile": [rows], ...}
+     "threads", "host", "device", "durations": {"<epochs>": metrics} | "profile": [rows], ...}
 
-A training job whose run directory holds the same settings is resumed from its checkpoint (or
-only collected, when training had finished and only the store write was lost).
+A training job holds its run directory's lease (:mod:`rkdo.bench.lease`) while it runs and is
+refused if a live job owns it. A run directory that holds the same settings is resumed from its
+checkpoint (or only collected, when training had finished and only the store write was lost).
 """
 
 from __future__ import annotations
 
+import socket
 import time
 import traceback
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ import torch
 
 from rkdo._io import read_json, read_jsonl
 from rkdo.bench.flops import profile
+from rkdo.bench.lease import LeaseHeldError, lease
 from rkdo.bench.plan import Job
 from rkdo.bench.store import RUNS_DIR, now, same_settings
 from rkdo.training import (
@@ -70,6 +73,11 @@ def collect_run(run_dir: Path, durations: Sequence[int]) -> dict[str, Any]:
 
 def _run_train(job: Job, out: Path) -> dict[str, Any]:
     run_dir = out / RUNS_DIR / job.slug
+    with lease(run_dir):
+        return _train_owned(job, out, run_dir)
+
+
+def _train_owned(job: Job, out: Path, run_dir: Path) -> dict[str, Any]:
     config = TrainConfig.from_dict(job.config)
     saved = run_dir / CONFIG_FILE
     same = saved.exists() and same_settings(job, read_json(saved))
@@ -89,6 +97,16 @@ def _device(name: str) -> str:
     if name != "auto":
         return name
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _device_used(name: str) -> str:
+    """The device a job ran on, as recorded: ``cpu`` or ``cuda:N (GPU name)``."""
+    device = _device(str(name))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device
 
 
 def _run_floor(job: Job) -> dict[str, Any]:
@@ -120,13 +138,17 @@ def _run(job: Job, out: Path) -> dict[str, Any]:
 
 def execute(job: Job, out: Path) -> dict[str, Any]:
     """Run one job and return its outcome; never raises for a failing cell."""
-    outcome: dict[str, Any] = {"started_at": now(), "threads": torch.get_num_threads()}
+    outcome: dict[str, Any] = {"started_at": now(), "threads": torch.get_num_threads(),
+                               "host": socket.gethostname(),
+                               "device": _device_used(job.config.get("device", "auto"))}
     start = time.perf_counter()
     if job.skip_reason:
         outcome.update(status="skipped", error=job.skip_reason)
     else:
         try:
             outcome.update(_run(job, out), status="ok")
+        except LeaseHeldError as error:  # another live job trains this cell: not a failure
+            outcome.update(status="error", error=f"{type(error).__name__}: {error}", busy=True)
         except Exception as error:  # a failing cell must not stop the grid
             outcome.update(status="error", error=f"{type(error).__name__}: {error}",
                            traceback=traceback.format_exc())

@@ -17,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rkdo.bench.grid import FLOOR, DatasetSpec, Grid, MethodSpec
 from rkdo.training import EXECUTION_FIELDS, LOSS_FIELDS, TrainConfig
 from rkdo.training import validate as validate_config
+from rkdo.vision import data as data_module
 
-__all__ = ["Job", "plan", "train_config", "PROFILE_FIELDS"]
+__all__ = ["Job", "plan", "train_config", "check_data", "PROFILE_FIELDS"]
 
 PROFILE_FIELDS = ("dataset", "encoder", "batch_size", "image_size", "embedding_dim",
                   "hidden_dim", "data_root", "download", "device")
@@ -47,6 +49,8 @@ class Job:
     config: dict[str, Any]
     durations: tuple[int, ...]
     skip_reason: str = ""
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """What the cell asks of Ray / Slurm (the grid's ``resources``); not part of its identity."""
 
     @property
     def slug(self) -> str:
@@ -105,7 +109,7 @@ def _profile_job(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any],
     config["variants"] = _profile_variants(grid, dataset, overrides, skip)
     config["steps"] = grid.profile_steps
     return Job(f"{dataset.dataset}/profile", "profile", dataset.dataset, "profile", None,
-               config, ())
+               config, (), resources={**grid.resources, **dataset.resources})
 
 
 def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool = True
@@ -128,15 +132,43 @@ def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool 
     for seed in grid.seeds:
         for dataset in grid.datasets:
             floor = train_config(grid, dataset, floor_method, seed, overrides)
+            resources = {**grid.resources, **dataset.resources}
             if floor["eval_protocol"] != "none":  # nothing to evaluate otherwise
                 jobs.append(Job(f"{dataset.dataset}/{FLOOR}/seed{seed}", "floor",
-                                dataset.dataset, FLOOR, seed, floor, (0,)))
+                                dataset.dataset, FLOOR, seed, floor, (0,), resources=resources))
             for spec in grid.methods:
                 jobs.append(Job(
                     f"{dataset.dataset}/{spec.name}/seed{seed}", "train", dataset.dataset,
                     spec.name, seed, train_config(grid, dataset, spec, seed, overrides),
-                    durations, skip.get(spec.name, ""),
+                    durations, skip.get(spec.name, ""), {**resources, **spec.resources},
                 ))
     if grid.profile:
         jobs += [_profile_job(grid, dataset, overrides, skip) for dataset in grid.datasets]
     return jobs
+
+
+def check_data(jobs: list[Job]) -> None:
+    """Refuse (``ValueError`` naming the grid's ``[[datasets]]`` entry) data that a runnable
+    job could not load, before any job runs.
+
+    Each distinct (dataset, data root, download) is loaded once, so that missing files are
+    found (and downloads done, once) here rather than by every cell; an ``imagefolder:PATH``
+    is only checked to exist (decoding every image twice would cost too much).
+    """
+    seen: set[tuple[str, str | None, bool]] = set()
+    for job in jobs:
+        source = (job.config["dataset"], job.config.get("data_root"),
+                  bool(job.config.get("download")))
+        if job.skip_reason or source in seen:
+            continue
+        seen.add(source)
+        name, root, download = source
+        try:
+            if name.startswith("imagefolder:"):
+                folder = Path(name.removeprefix("imagefolder:")).expanduser()
+                if not folder.is_dir():
+                    raise data_module.DataError(f"image folder {folder} does not exist")
+            else:
+                data_module.load(name, root, download)
+        except data_module.DataError as error:
+            raise ValueError(f"[[datasets]] {job.dataset}: {error}") from None

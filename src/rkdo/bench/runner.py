@@ -34,7 +34,7 @@ import rkdo
 from rkdo._validation import check_choice, check_int
 from rkdo.bench.executors import EXECUTORS, make_executor
 from rkdo.bench.grid import Grid
-from rkdo.bench.plan import Job, plan
+from rkdo.bench.plan import Job, check_data, plan
 from rkdo.bench.store import Store, is_done, now, open_store
 
 __all__ = ["BenchSummary", "run_grid", "versions"]
@@ -103,11 +103,14 @@ class _Progress:
 
 
 def _run_pending(store: Store, pending: list[Job], grid: Grid, summary: BenchSummary,
-                 progress: _Progress, context: dict[str, Any], executor: str,
-                 threads: int | None) -> None:
-    """Run ``pending`` on ``executor``; store each outcome as it arrives."""
-    with make_executor(executor, store.out, workers=context["workers"],
-                       threads=threads) as running:
+                 progress: _Progress, context: dict[str, Any], threads: int | None,
+                 options: dict[str, Any]) -> None:
+    """Run ``pending`` on ``context["executor"]``; store each outcome as it arrives."""
+    if not pending:
+        return  # nothing to run: no cluster to join
+    with make_executor(context["executor"], store.out, workers=context["workers"],
+                       threads=threads, **options) as running:
+        running.check(pending)
         for job in pending:
             running.submit(job)
         progress.status(running.describe())
@@ -135,6 +138,8 @@ def run_grid(
     threads: int | None = None,
     workers: int = 1,
     executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
+    check_data_first: bool = True,
     command: str | None = None,
 ) -> BenchSummary:
     """Run every job of ``grid`` not yet in the store at ``out``.
@@ -150,7 +155,13 @@ def run_grid(
         workers: jobs run at once, each in its own process (1: in this process). Only this
             process writes the store; results do not depend on the number of workers.
         executor: a name in :data:`rkdo.bench.executors.EXECUTORS`; default ``"process"`` when
-            ``workers > 1`` and more than one job is pending, else ``"local"``.
+            ``workers > 1`` and more than one job is pending, else ``"local"``. With ``ray``
+            and ``submitit``, ``workers`` is the number of cells in flight at once.
+        executor_options: given to the executor: ``resources`` (per-cell requests that win
+            over the grid's ``[resources]``), Ray's ``address``, submitit's ``cluster`` and
+            ``parameters``.
+        check_data_first: load every dataset of the grid once before any job runs, and
+            refuse missing data naming the grid's entry (off: each cell fails on its own).
         command: the command line, recorded with every result.
     """
     out = Path(out)
@@ -160,6 +171,8 @@ def run_grid(
     if executor is not None:
         check_choice("executor", executor, tuple(EXECUTORS))
     jobs = plan(grid, overrides)
+    if check_data_first:
+        check_data(jobs)
     started = time.perf_counter()
     with open_store(out, grid, allow_grid_change) as store:
         pending = [job for job in jobs if not is_done(job, store.records.get(job.key))]
@@ -172,8 +185,10 @@ def run_grid(
         bar = _Progress(progress, len(jobs), summary.done_before, grid.name)
         if executor is None:
             executor = "process" if workers > 1 and len(pending) > 1 else "local"
+        context["executor"] = executor
         try:
-            _run_pending(store, pending, grid, summary, bar, context, executor, threads)
+            _run_pending(store, pending, grid, summary, bar, context, threads,
+                         dict(executor_options or {}))
         finally:
             bar.close()
         store.log_session({**session, "finished": now(),

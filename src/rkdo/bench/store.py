@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,7 +30,6 @@ from typing import Any
 
 from rkdo._io import (
     read_json,
-    read_jsonl,
     write_json_atomic,
     write_jsonl_atomic,
     write_text_atomic,
@@ -58,8 +59,61 @@ def now() -> str:
 
 
 def read_results(out: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The store's records by job key (the last record of a key wins)."""
-    return {record["key"]: record for record in read_jsonl(Path(out) / RESULTS_FILE)}
+    """The store's records by job key (the last record of a key wins).
+
+    A torn last line (a crash while a record was appended) is dropped with a warning, so its
+    cell reruns; any other line that is not JSON, or a record without the fields a result
+    needs, is a ``ValueError`` naming the file, the line and the field.
+    """
+    path = Path(out) / RESULTS_FILE
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+    records: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == last:
+                warnings.warn(f"{path}:{number}: ignoring a torn last line (left by a crash "
+                              "while it was written); its cell will run again", stacklevel=2)
+                continue
+            raise ValueError(f"{path}:{number} is not a JSON record ({error}); remove that "
+                             "line (its cell then runs again)") from None
+        problem = _malformed(record)
+        if problem:
+            raise ValueError(f"{path}:{number}: malformed record: {problem}; remove that line "
+                             "(its cell then runs again)")
+        records[record["key"]] = record
+    return records
+
+
+def _malformed(record: Any) -> str | None:
+    """What is wrong with a parsed ``results.jsonl`` record, or ``None``."""
+    if not isinstance(record, dict):
+        return f"expected an object, got {type(record).__name__}"
+    if not isinstance(record.get("key"), str):
+        return f"'key' must be a string, got {record.get('key')!r}"
+    status = record.get("status")
+    if status not in ("ok", "error", "skipped"):
+        return f"'status' of {record['key']!r} must be ok, error or skipped, got {status!r}"
+    wanted = {"config": dict}
+    if status == "ok" and record.get("kind") == "profile":
+        wanted["profile"] = list
+    elif status == "ok":
+        wanted.update(durations=dict, dataset=str, method=str, wall_seconds=(int, float))
+    for field_name, kind in wanted.items():
+        if status != "error" and not isinstance(record.get(field_name), kind):
+            return (f"{field_name!r} of {record['key']!r} is missing or of the wrong type "
+                    f"({record.get(field_name)!r})")
+    parts = record.get("durations", {}).values() if status == "ok" else ()
+    if not all(isinstance(part, dict) for part in parts) or not all(
+            isinstance(row, dict) for row in record.get("profile", [])):
+        return f"the metrics of {record['key']!r} must be objects"
+    return None
 
 
 def _execution_free(config: dict[str, Any]) -> dict[str, Any]:

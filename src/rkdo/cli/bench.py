@@ -60,6 +60,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     summary = bench.run_grid(
         grid, args.out, allow_grid_change=args.allow_grid_change, overrides=overrides,
         progress=not args.no_progress, threads=args.threads, workers=args.workers,
+        executor=args.executor, executor_options=_executor_options(args),
         command=_command_line(),
     )
     report = None if args.no_report else write_report(args.out)
@@ -71,6 +72,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if report is not None:
         print(f"report: {report}")
     return 1 if summary.failed else 0
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--executor`` gets from the resource and scheduler flags it uses."""
+    resources = {key: value for key, value in (
+        ("cpus", args.cpus_per_job), ("gpus", args.gpus_per_job),
+        ("memory_gb", args.mem_gb_per_job), ("timeout_min", args.timeout_min)) if value is not None}
+    options: dict[str, Any] = {"resources": resources} if resources else {}
+    if args.executor == "ray" and args.ray_address is not None:
+        options["address"] = args.ray_address
+    if args.executor == "submitit":
+        parameters = {}
+        for item in args.slurm:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--slurm takes KEY=VALUE (e.g. partition=gpu), got {item!r}")
+            parameters[key if key in _SUBMITIT_GENERIC else f"slurm_{key}"] = _number(value)
+        options.update(cluster=args.submitit_cluster, parameters=parameters)
+    elif args.slurm or args.submitit_cluster is not None:
+        raise ValueError("--slurm and --submitit-cluster need --executor submitit")
+    return options
+
+
+_SUBMITIT_GENERIC = ("timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node",
+                     "tasks_per_node", "name", "stderr_to_stdout")
+
+
+def _number(text: str) -> Any:
+    """``"4"`` -> 4, ``"1.5"`` -> 1.5, anything else stays text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _command_line() -> str:
@@ -171,6 +207,31 @@ def add_parser(subparsers: Any) -> None:
                        help="jobs run at once, each in its own process (default: 1, in this "
                             "process); with N workers use --threads so N x threads fits the "
                             "cores")
+    bench.add_argument("--executor", default=None,
+                       choices=("local", "process", "ray", "submitit"),
+                       help="where cells run: local (this process), process (a local pool of "
+                            "--workers), ray (Ray tasks; extra rkdo[ray]), submitit (Slurm "
+                            "jobs; extra rkdo[slurm]). Default: process if --workers > 1, "
+                            "else local. With ray/submitit, --workers cells are in flight")
+    bench.add_argument("--cpus-per-job", type=int, default=None,
+                       help="CPUs each cell asks of Ray/Slurm (default: the grid's "
+                            "[resources], else --threads or 1)")
+    bench.add_argument("--gpus-per-job", type=int, default=None,
+                       help="GPUs each cell asks of Ray/Slurm (default: the grid's "
+                            "[resources], else 1 with --device cuda, else 0)")
+    bench.add_argument("--mem-gb-per-job", type=float, default=None,
+                       help="memory each cell asks of Ray/Slurm, in GB")
+    bench.add_argument("--timeout-min", type=int, default=None,
+                       help="Slurm time limit of each cell's job (default: 1440)")
+    bench.add_argument("--ray-address", default=None,
+                       help="the Ray cluster to join (default: RAY_ADDRESS, else a new local "
+                            "one; 'auto': the cluster of this node)")
+    bench.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                       help="a Slurm setting for every job, e.g. --slurm partition=gpu "
+                            "--slurm account=proj (repeatable; submitit's slurm_KEY)")
+    bench.add_argument("--submitit-cluster", default=None, choices=("slurm", "local"),
+                       help="submitit's cluster (default: slurm where sbatch exists, else "
+                            "local processes)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument("--no-report", action="store_true",
                        help="do not write report.md at the end")
