@@ -111,7 +111,7 @@ def _number(text: str) -> Any:
 
 def _command_line() -> str:
     """How this process was started, as a user would type it."""
-    program = "python -m rkdo.cli.bench" if sys.argv[0].endswith("bench_cli.py") else "rkdo"
+    program = "python -m rkdo.cli.bench" if sys.argv[0].endswith(("cli/bench.py", "cli\\bench.py")) else "rkdo"
     return shlex.join([*program.split(), *sys.argv[1:]])
 
 
