@@ -16,6 +16,7 @@ import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser", "main"]
@@ -111,7 +112,8 @@ def _number(text: str) -> Any:
 
 def _command_line() -> str:
     """How this process was started, as a user would type it."""
-    program = "python -m rkdo.cli.bench" if sys.argv[0].endswith(("cli/bench.py", "cli\\bench.py")) else "rkdo"
+    standalone = Path(sys.argv[0]).parts[-2:] == ("cli", "bench.py")
+    program = "python -m rkdo.cli.bench" if standalone else "rkdo"
     return shlex.join([*program.split(), *sys.argv[1:]])
 
 
