@@ -71,9 +71,9 @@ def _log_normalize_no_grad(scores: Tensor, mask: Tensor) -> Tensor:
     """:func:`log_normalize` without ``exp(-inf)``, which CPUs compute 10-70x slower than a
     normal ``exp`` (supervisory kernels mask most entries).
 
-    Offsets from the row maximum are clamped at ``log(tiny) + 2`` (an ``exp`` that stays normal):
-    an excluded entry then adds ``e^2 tiny`` to a sum >= 1, which rounding discards. A row without allowed entries gets a
-    finite shift, so it comes out all ``-inf`` (``-inf - finite``), not NaN.
+    Offsets from the row maximum are clamped at ``log(tiny) + 2`` (an ``exp`` that stays
+    normal): an excluded entry then adds ``e^2 tiny`` to a sum >= 1, which rounding discards. A
+    row without allowed entries gets a finite shift, so it comes out all ``-inf``, not NaN.
     """
     filled = torch.where(mask, scores, float("-inf"))
     finfo = torch.finfo(filled.dtype)
