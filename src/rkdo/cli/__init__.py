@@ -3,7 +3,3 @@
 Argument parsing only: :mod:`.main` assembles the families (:mod:`.train`, :mod:`.bench`,
 :mod:`.viz`), :mod:`._common` runs a parsed command. Nothing outside ``rkdo.cli`` imports it.
 """
-
-from rkdo.cli.main import main
-
-__all__ = ["main"]

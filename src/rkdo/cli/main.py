@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rkdo.cli import bench, train, viz
 from rkdo.cli._common import run_command
 
 __all__ = ["main", "build_parser"]
@@ -21,10 +22,6 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``rkdo`` argument parser."""
-    # imported here, not at the top: `rkdo.cli` imports this module, and `python -m
-    # rkdo.cli.bench` must not find rkdo.cli.bench already imported by its own package
-    from rkdo.cli import bench, train, viz
-
     parser = argparse.ArgumentParser(
         prog="rkdo",
         description="Recursive KL Divergence Optimization (RKDO) and I-Con: train, evaluate, "
