@@ -23,32 +23,19 @@ from rkdo.bench.lease import LEASE_FILE, read_lease
 ray = pytest.importorskip("ray")
 pytest.importorskip("submitit")
 
-TIMING_KEYS = ("eval_seconds", "images_per_s")
 GRID = "digits-smoke"
 
 
-def _metrics(records: dict[str, dict]) -> dict[str, object]:
-    """Every stored number that does not depend on timing, by job key."""
-    found: dict[str, object] = {}
-    for key, record in records.items():
-        assert record["status"] == "ok", (key, record.get("error"))
-        if record["kind"] == "profile":
-            found[key] = [{k: v for k, v in row.items() if k != "median_step_seconds"}
-                          for row in record["profile"]]
-        else:
-            found[key] = {d: {k: v for k, v in m.items() if k not in TIMING_KEYS}
-                          for d, m in record["durations"].items()}
-    return found
 
 
 @pytest.fixture(scope="module")
-def serial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def serial(tmp_path_factory: pytest.TempPathFactory, metrics_of) -> dict[str, object]:
     import torch
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("serial")
     bench.run_grid(bench.load_grid(GRID), out, progress=False)
-    return _metrics(bench.read_results(out))
+    return metrics_of(bench.read_results(out))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +79,7 @@ def _kill_mid_run(process: subprocess.Popen[bytes], out: Path, grid: str = GRID
     return before
 
 
-def _check_rerun(out: Path, before: dict[str, dict], serial: dict[str, object],
+def _check_rerun(out: Path, before: dict[str, dict], serial: dict[str, object], metrics_of,
                  grid: str = GRID, **executor: object) -> dict[str, dict]:
     summary = bench.run_grid(bench.load_grid(grid), out, progress=False, threads=1, **executor)
     left = summary.total - len(before)
@@ -100,25 +87,25 @@ def _check_rerun(out: Path, before: dict[str, dict], serial: dict[str, object],
     after = bench.read_results(out)
     for key, record in before.items():  # finished cells were not redone
         assert after[key]["finished_at"] == record["finished_at"]
-    assert _metrics(after) == {key: serial[key] for key in after}
+    assert metrics_of(after) == {key: serial[key] for key in after}
     assert not list((out / bench.RUNS_DIR).glob(f"*/{LEASE_FILE}"))  # every lease released
     return after
 
 
 def test_ray_driver_killed_then_rerun_completes_only_the_missing_cells(
-    cluster: str, serial: dict[str, object], tmp_path: Path
+    cluster: str, serial: dict[str, object], tmp_path: Path, metrics_of
 ) -> None:
     out = tmp_path / "ray"
     before = _kill_mid_run(_driver(out, "--executor", "ray", "--ray-address", cluster,
                                    "--workers", "2"), out)
-    after = _check_rerun(out, before, serial, executor="ray", workers=2)
+    after = _check_rerun(out, before, serial, metrics_of, executor="ray", workers=2)
     assert {r["executor"] for r in after.values()} == {"ray"}
     assert {r["device"] for r in after.values()} == {"cpu"} and all(r["host"] for r in
                                                                     after.values())
 
 
 def test_ray_worker_killed_then_rerun_completes(cluster: str, serial: dict[str, object],
-                                                tmp_path: Path) -> None:
+                                                tmp_path: Path, metrics_of) -> None:
     out = tmp_path / "ray-worker"
     killed: list[int] = []
 
@@ -142,11 +129,11 @@ def test_ray_worker_killed_then_rerun_completes(cluster: str, serial: dict[str, 
     lost = bench.read_results(out)[first.failed[0]]
     assert lost["status"] == "error" and "Ray lost" in lost["error"]
     before = {k: r for k, r in bench.read_results(out).items() if r["status"] == "ok"}
-    _check_rerun(out, before, serial, executor="ray", workers=2)
+    _check_rerun(out, before, serial, metrics_of, executor="ray", workers=2)
 
 
 def test_submitit_driver_killed_then_rerun_waits_for_orphans_and_completes(
-    serial: dict[str, object], tmp_path: Path
+    serial: dict[str, object], tmp_path: Path, metrics_of
 ) -> None:
     # one seed of the smoke grid, no profile: a process per job is all the 2 cores can afford
     text = bench.load_grid(GRID).text.replace("seeds = [0, 1]", "seeds = [0]")
@@ -156,7 +143,7 @@ def test_submitit_driver_killed_then_rerun_waits_for_orphans_and_completes(
     flags = ("--executor", "submitit", "--submitit-cluster", "local", "--workers", "2")
     before = _kill_mid_run(_driver(out, *flags, grid=str(grid)), out, str(grid))
     # its jobs outlive the driver: the rerun leaves their run directories to them
-    after = _check_rerun(out, before, serial, str(grid), executor="submitit", workers=2,
+    after = _check_rerun(out, before, serial, metrics_of, str(grid), executor="submitit", workers=2,
                          executor_options={"cluster": "local"})
     assert set(after) == {"digits/untrained/seed0", "digits/rkdo/seed0", "digits/icon/seed0"}
     assert {r["executor"] for r in after.values() if r["key"] not in before} == {"submitit"}

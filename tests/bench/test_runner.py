@@ -19,18 +19,6 @@ from rkdo.cli.bench import main as bench_main
 TIMING_KEYS = ("eval_seconds", "images_per_s")
 
 
-def _metrics(records: dict[str, dict]) -> dict[str, object]:
-    """Every stored number that does not depend on timing, by job key."""
-    found: dict[str, object] = {}
-    for key, record in records.items():
-        assert record["status"] == "ok", (key, record.get("error"))
-        if record["kind"] == "profile":
-            found[key] = [{k: v for k, v in row.items() if k != "median_step_seconds"}
-                          for row in record["profile"]]
-        else:
-            found[key] = {d: {k: v for k, v in m.items() if k not in TIMING_KEYS}
-                          for d, m in record["durations"].items()}
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +150,7 @@ name = "icon"
 
 
 def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
-    smoke: tuple[Path, bench.BenchSummary], tmp_path: Path
+    smoke: tuple[Path, bench.BenchSummary], tmp_path: Path, metrics_of
 ) -> None:
     out = tmp_path / "killed"
     code = ("import sys, torch; torch.set_num_threads(1); from rkdo.cli.bench import main; "
@@ -199,17 +187,17 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
         assert after[key]["finished_at"] == record["finished_at"]
     if mid_run:
         assert any(r.get("resumed") for r in after.values())
-    assert _metrics(after) == _metrics(bench.read_results(smoke[0]))
+    assert metrics_of(after) == metrics_of(bench.read_results(smoke[0]))
 
 
 def test_parallel_workers_give_the_same_results(smoke: tuple[Path, bench.BenchSummary],
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path, metrics_of) -> None:
     summary = bench.run_grid(bench.load_grid("digits-smoke"), tmp_path / "parallel",
                              progress=False, workers=2, threads=1)
     assert summary.ran == 7 and summary.failed == []
     records = bench.read_results(tmp_path / "parallel")
     assert {r["workers"] for r in records.values()} == {2}
-    assert _metrics(records) == _metrics(bench.read_results(smoke[0]))
+    assert metrics_of(records) == metrics_of(bench.read_results(smoke[0]))
 
 
 def test_cli_dry_run_and_list(smoke: tuple[Path, bench.BenchSummary],
