@@ -1,7 +1,8 @@
-"""``KernelClustering``: I-Con's clustering row, learned soft assignments fitted to a neighbour graph.
+"""``KernelClustering``: I-Con's clustering row, soft assignments fitted to a neighbour graph.
 
-A linear map of the centred inputs (one global scale) gives soft assignments ``f(c|i) = softmax_c(W x_i + b)``,
-and the clustering kernel of I-Con (as :class:`rkdo.kernels.Cluster`, over the inputs here)
+A linear map of the centred inputs (one global scale) gives soft assignments
+``f(c|i) = softmax_c(W x_i + b)``, and the clustering kernel of I-Con (as
+:class:`rkdo.kernels.Cluster`, over the inputs here)
 
     q(j|i) = sum_c f(c|i) f(c|j) / N_c,   N_c = sum_k f(c|k),   self-pairs removed,
 
