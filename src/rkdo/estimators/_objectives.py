@@ -50,7 +50,7 @@ class DenseObjective:
             log_z = torch.logsumexp(scores.reshape(-1), dim=0)
         else:
             log_z = torch.logsumexp(scores, dim=1)
-        finite_p = log_p.masked_fill(~self.mask, 0.0)
+        finite_p = log_p.masked_fill(torch.isneginf(log_p), 0.0)  # 0 log 0 = 0
         finite_s = scores.masked_fill(~self.mask, 0.0)
         axis = None if self.joint else 1
         entropy = (p * finite_p).sum() if axis is None else (p * finite_p).sum(axis)

@@ -49,6 +49,8 @@ __all__ = ["NeighbourEmbedding", "OBJECTIVES", "METHODS"]
 OBJECTIVES = ("tsne", "sne", "infonce")
 METHODS = ("auto", "exact", "fft")
 _EXACT_LIMIT = 1000
+# SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
+_SNE_DAMPING = {"sne": 10.0}
 
 
 def _mlp(n_features: int, hidden: tuple[int, ...], n_components: int) -> nn.Sequential:
@@ -61,7 +63,8 @@ def _mlp(n_features: int, hidden: tuple[int, ...], n_components: int) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-class NeighbourEmbedding(TransformerMixin, BaseEstimator):
+# no set_output wrapping: it would hide that ``transform`` exists only when parametric
+class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Neighbour embedding by I-Con's KL objective (module docstring has the equations).
 
     Parameters:
@@ -72,8 +75,8 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator):
         method: ``"auto"``, ``"exact"`` or ``"fft"``.
         max_iter: optimisation steps, early exaggeration included.
         early_exaggeration, early_exaggeration_iter: ``e`` and its number of steps.
-        learning_rate: ``"auto"`` (``max(n / e / 4, 50)`` per phase; Adam's 1e-3 when
-            parametric) or > 0.
+        learning_rate: ``"auto"`` (``max(n / e / 4, 50)`` per phase, a tenth of it for SNE;
+            Adam's 1e-3 when parametric) or > 0.
         init: ``"pca"`` or ``"random"``.
         alpha, alpha_schedule: the recursive teacher's rate and its schedule.
         parametric, hidden_layer_sizes: learn an MLP ``x -> y`` with these hidden widths.
@@ -141,7 +144,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator):
             k = min(x.shape[0] - 1, int(3 * self.perplexity))
             affinity = joint_sparse(x, self.perplexity, k, self._seed)
             return SparseObjective(affinity, self.dof, device), torch.float32
-        xt = torch.from_numpy(x).to(device)
+        xt = torch.from_numpy(np.array(x)).to(device)
         if self.objective == "tsne":
             log_p = joint_dense(xt, self.perplexity).log()
             return DenseObjective(log_p, StudentT(self.dof), joint=True), torch.float64
@@ -179,7 +182,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator):
             exaggeration, momentum = self._phase(step)
             rate = self.learning_rate
             if rate == "auto":
-                rate = max(n / exaggeration / 4.0, 50.0)
+                rate = max(n / exaggeration / 4.0, 50.0) / _SNE_DAMPING.get(self.objective, 1.0)
             self.learning_rate_ = float(rate)
             if step == self.early_exaggeration_iter:
                 update, gains = torch.zeros_like(y), torch.ones_like(y)
@@ -235,7 +238,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator):
         objective, dtype = self._objective(x, method, device)
         self.history_: list[dict[str, float]] = []
         if self.parametric:
-            inputs = torch.from_numpy(x).to(device, dtype)
+            inputs = torch.from_numpy(np.array(x)).to(device, dtype)
             embedding = self._train_network(objective, inputs)
         else:
             start = torch.from_numpy(self._initial(x, rng)).to(device, dtype)
