@@ -47,6 +47,18 @@ def test_cluster_digits_reports_nmi(tmp_path, capsys) -> None:
     assert "NMI" in capsys.readouterr().out
 
 
+def test_embed_run_directory(tmp_path) -> None:
+    from rkdo.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(dataset="digits", epochs=1, steps_per_epoch=1, batch_size=32), out=run,
+          progress=False)
+    features, labels = load_features(str(run))
+    assert features.shape[0] == labels.shape[0] > 100
+    assert _run(["embed", str(run), "--out", str(tmp_path / "e.npy"), "--max-iter", "60",
+                 "--max-points", "150"]) == 0
+
+
 @pytest.mark.parametrize("data, message", [
     ("mnist", "DATA must be"), ("missing.npy", "does not exist"), ("table.txt", "DATA must be"),
 ])
