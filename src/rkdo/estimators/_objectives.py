@@ -1,0 +1,125 @@
+"""Neighbour-embedding objectives: value and gradient in the embedding ``y``, and a teacher step.
+
+With learned scores ``s_ij = log w(y_i - y_j)`` from a core kernel (Student-t with ``nu``
+degrees of freedom for t-SNE and the InfoNCE embedding, a Gaussian for SNE):
+
+- joint (t-SNE): ``Q_ij = w_ij / Z`` over all pairs ``i != j``, ``sum P = 1``,
+  ``KL(P || Q) = sum P log P - sum P s + log Z``;
+- conditional (SNE, InfoNCE): ``q(j|i) = w_ij / sum_{k != i} w_ik``, rows of ``p`` sum to one,
+  ``L = 1/n sum_i [sum_j p log p - sum_j p s + log sum_{k != i} w_ik]`` (the InfoNCE loss with
+  every other point a negative).
+
+Early exaggeration multiplies the attractive term ``-sum P s`` by ``e`` (the field's convention:
+the gradient is ``e`` attraction minus repulsion, the reported value is the plain KL). The
+recursive teacher is ``P <- (1 - alpha) P + alpha Q`` with ``Q`` detached. :class:`SparseJoint`
+is t-SNE with a k-NN ``P``: attraction over its edges, repulsion and ``Z`` by FFT interpolation
+(:mod:`rkdo.estimators._interpolation`); its teacher step keeps ``P`` on the k-NN edges,
+``P_e <- (1 - alpha) P_e + alpha Q_e``, renormalised to sum to one over them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rkdo.estimators._affinity import SparseJoint
+from rkdo.estimators._interpolation import repulsion
+from rkdo.functional import log_mix
+from rkdo.kernels import LearnedKernel
+
+__all__ = ["DenseObjective", "SparseObjective"]
+
+
+class DenseObjective:
+    """Exact O(n^2) objective over all pairs; ``joint`` picks t-SNE's normalisation."""
+
+    def __init__(self, log_p: Tensor, kernel: LearnedKernel, *, joint: bool) -> None:
+        self.log_p = log_p
+        self.log_p0 = log_p
+        self.kernel = kernel
+        self.joint = joint
+        n = log_p.shape[0]
+        self.mask = ~torch.eye(n, dtype=torch.bool, device=log_p.device)
+        self._log_q: Tensor | None = None
+
+    def _terms(self, y: Tensor, log_p: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(sum P log P, sum P s, log Z)``, per row for conditional objectives."""
+        p = log_p.exp()
+        scores = self.kernel.scores(y, y).masked_fill(~self.mask, float("-inf"))
+        if self.joint:
+            log_z = torch.logsumexp(scores.reshape(-1), dim=0)
+        else:
+            log_z = torch.logsumexp(scores, dim=1)
+        finite_p = log_p.masked_fill(torch.isneginf(log_p), 0.0)  # 0 log 0 = 0
+        finite_s = scores.masked_fill(~self.mask, 0.0)
+        axis = None if self.joint else 1
+        entropy = (p * finite_p).sum() if axis is None else (p * finite_p).sum(axis)
+        attraction = (p * finite_s).sum() if axis is None else (p * finite_s).sum(axis)
+        self._log_q = (scores - (log_z if self.joint else log_z[:, None])).detach()
+        return entropy, attraction, log_z
+
+    def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
+        """``(KL, d surrogate / dy)`` at exaggeration ``e``."""
+        y = y.detach().requires_grad_(True)
+        entropy, attraction, log_z = self._terms(y, self.log_p)
+        surrogate = (log_z - exaggeration * attraction).mean()
+        (grad,) = torch.autograd.grad(surrogate, y)
+        kl = (entropy - attraction + log_z).mean()
+        return float(kl.detach()), grad
+
+    def static_kl(self, y: Tensor) -> float:
+        """``KL(P(0) || Q)``: the static yardstick when a teacher has moved ``P``."""
+        with torch.no_grad():
+            entropy, attraction, log_z = self._terms(y, self.log_p0)
+        return float((entropy - attraction + log_z).mean())
+
+    def teacher_step(self, alpha: float) -> None:
+        """``P <- (1 - alpha) P + alpha Q`` with the ``Q`` of the last evaluation."""
+        if alpha > 0.0 and self._log_q is not None:
+            self.log_p = log_mix(self.log_p, self._log_q, alpha)
+
+
+class SparseObjective:
+    """t-SNE with a sparse joint ``P`` and interpolated repulsion (module docstring)."""
+
+    def __init__(self, affinity: SparseJoint, dof: float, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.rows = torch.from_numpy(affinity.rows).to(device)
+        self.cols = torch.from_numpy(affinity.cols).to(device)
+        self.values = torch.from_numpy(affinity.values).to(device, dtype)
+        self.values0 = self.values
+        self.n = affinity.n
+        self.dof = float(dof)
+        self._q: Tensor | None = None
+
+    def _edges(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        diff = y[self.rows] - y[self.cols]
+        base = (1.0 + diff.square().sum(-1) / self.dof).reciprocal()
+        return diff, base
+
+    def _kl(self, values: Tensor, base: Tensor, z: Tensor) -> float:
+        log_w = 0.5 * (self.dof + 1.0) * torch.log(base)
+        cross = 2.0 * (values * log_w).sum()
+        entropy = 2.0 * (values * torch.log(values)).sum()
+        return float(entropy - cross + torch.log(z))
+
+    def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
+        diff, base = self._edges(y)
+        force = (exaggeration * self.values * base)[:, None] * diff
+        attraction = torch.zeros_like(y).index_add_(0, self.rows, force)
+        attraction.index_add_(0, self.cols, -force)
+        r, z = repulsion(y, dof=self.dof)
+        scale = 2.0 * (self.dof + 1.0) / self.dof
+        self._q = (base.pow(0.5 * (self.dof + 1.0)) / z).detach()
+        return self._kl(self.values, base, z), scale * (attraction - r / z)
+
+    def static_kl(self, y: Tensor) -> float:
+        with torch.no_grad():
+            _, base = self._edges(y)
+            _, z = repulsion(y, dof=self.dof)
+            return self._kl(self.values0, base, z)
+
+    def teacher_step(self, alpha: float) -> None:
+        if alpha > 0.0 and self._q is not None:
+            mixed = (1.0 - alpha) * self.values + alpha * self._q
+            self.values = mixed / (2.0 * mixed.sum())
