@@ -3,6 +3,7 @@
     rkdo demo | train | eval       :mod:`rkdo.cli.train`
     rkdo bench | report | profile  :mod:`rkdo.cli.bench`
     rkdo viz ...                   :mod:`rkdo.cli.viz`
+    rkdo embed | cluster           :mod:`rkdo.cli.estimators`
 
 Each family module exposes ``add_parser(subparsers)``; the commands run through
 :func:`rkdo.cli._common.run_command`.
@@ -14,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rkdo.cli import bench, train, viz
+from rkdo.cli import bench, estimators, train, viz
 from rkdo.cli._common import run_command
 
 __all__ = ["main", "build_parser"]
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for family in (train, bench, viz):
+    for family in (train, bench, viz, estimators):
         family.add_parser(sub)
     return parser
 

@@ -4,16 +4,13 @@
 evaluation lines: ``"kind": "eval"``, ``step`` and metric values) and draws the training loss and
 every evaluation metric against the step, one panel per quantity, one line per run.
 
-``embed_2d`` maps features to the plane, by PCA (scikit-learn) or by t-SNE as full-batch I-Con
-(:mod:`rkdo.fullbatch` with ``alpha = 0``): free 2-D points ``y`` (a
-:class:`~rkdo.fullbatch.FreeEmbeddings` student) are optimised with Adam on the loss of the
-``tsne`` preset,
+``embed_2d`` maps features to the plane, by PCA (scikit-learn) or by exact t-SNE, I-Con's
+neighbour-embedding row (:class:`rkdo.estimators.NeighbourEmbedding`: joint perplexity-calibrated
+Gaussian P, Student-t Q over all pairs, early exaggeration, momentum and gains),
 
-    L(y) = 1/n sum_i KL( p(.|i) || q(.|i) ),
-    p(j|i) ∝ exp(-|x_i - x_j|^2 / 2 sigma_i^2)   (perplexity-calibrated, computed once),
-    q(j|i) ∝ (1 + |y_i - y_j|^2)^-1              (Student-t),
+    KL(P || Q) = sum_{i != j} p_ij log(p_ij / q_ij),   q_ij ∝ (1 + |y_i - y_j|^2)^-1,
 
-starting from the PCA map. ``plot_embedding`` scatters the map coloured by label;
+from the PCA map. ``plot_embedding`` scatters the map coloured by label;
 ``plot_run_embedding`` does all three for a trained run's test images.
 
 Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn;
@@ -29,11 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rkdo import methods
 from rkdo._io import atomic_writer, read_json, read_jsonl
 from rkdo._validation import check_choice, check_int
+from rkdo.estimators import NeighbourEmbedding
 from rkdo.evaluation import FULL_METRICS, PAPER_METRICS, extract_features
-from rkdo.fullbatch import FreeEmbeddings, FullBatchRKDO, static_log_prob
 from rkdo.training import EVAL_FILE, METRICS_FILE, load_run
 
 __all__ = [
@@ -179,19 +175,14 @@ def _save_png(figure: Any, out: str | Path) -> Path:
     return atomic_writer(out, lambda tmp: figure.savefig(tmp, format=image_format))
 
 
-def _tsne(features: np.ndarray, start: np.ndarray, perplexity: float, steps: int,
-          lr: float) -> np.ndarray:
-    """t-SNE as full-batch I-Con from ``start`` (module docstring): ``steps`` Adam steps."""
+def _tsne(features: np.ndarray, perplexity: float, steps: int, seed: int) -> np.ndarray:
+    """Exact t-SNE by :class:`rkdo.estimators.NeighbourEmbedding` (module docstring)."""
     n = features.shape[0]
     if not 1.0 < perplexity < n - 1:
         raise ValueError(f"perplexity must lie in (1, {n - 1}) for {n} points, got {perplexity}")
-    loss = methods.get("tsne", perplexity=perplexity)
-    log_p = static_log_prob(loss.supervisory, n, inputs=torch.as_tensor(features))
-    student = FreeEmbeddings(n, 2, kernel=loss.learned, init=torch.as_tensor(start))
-    # alpha = 0: the teacher never moves, so one inner minimisation is the static I-Con fit
-    FullBatchRKDO(student, log_p, alpha=0.0, outer_steps=1, inner="adam", inner_steps=steps,
-                  lr=lr, monotone=False).minimise(log_p)
-    return student.embeddings.detach().numpy()
+    model = NeighbourEmbedding(perplexity=perplexity, max_iter=steps,
+                               early_exaggeration_iter=min(250, steps // 3), random_state=seed)
+    return model.fit_transform(features)
 
 
 def embed_2d(
@@ -200,13 +191,12 @@ def embed_2d(
     *,
     perplexity: float = 30.0,
     steps: int = 300,
-    lr: float = 1.0,
     seed: int = 0,
 ) -> np.ndarray:
     """``(n, 2)`` map of ``(n, d)`` features by ``"pca"`` or ``"tsne"`` (see module docstring).
 
-    ``steps``, ``lr`` and ``perplexity`` concern ``"tsne"`` only; it starts from the PCA map
-    (scaled to unit standard deviation), so both are deterministic for a ``seed``.
+    ``steps`` and ``perplexity`` concern ``"tsne"`` only; it starts from the PCA map, so both
+    are deterministic for a ``seed``.
     """
     from sklearn.decomposition import PCA
 
@@ -219,8 +209,7 @@ def embed_2d(
     pca = PCA(n_components=2, random_state=seed).fit_transform(features)
     if method == "pca":
         return pca
-    start = pca / max(pca[:, 0].std(), 1e-12)
-    return _tsne(features, start, perplexity, check_int("steps", steps, low=0), lr)
+    return _tsne(features, perplexity, check_int("steps", steps, low=1), seed)
 
 
 def plot_embedding(
@@ -294,5 +283,5 @@ def plot_run_embedding(
     kind = "projection" if projection else "backbone"
     title = (f"{Path(run_dir).name}: {run.config.method} on {run.config.dataset}, "
              f"{len(labels)} test images, {kind} features, "
-             f"{'PCA' if method == 'pca' else 't-SNE (tsne preset)'}")
+             f"{'PCA' if method == 'pca' else 'exact t-SNE'}")
     return plot_embedding(points, labels.numpy(), out, title=title, dpi=dpi)
