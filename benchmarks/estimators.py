@@ -35,7 +35,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E4
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 from rkdo.estimators import KernelClustering, NeighbourEmbedding  # noqa: E402
-from rkdo.evaluation.protocols import cluster_accuracy  # noqa: E402
+from rkdo.evaluation.metrics import cluster_accuracy  # noqa: E402
 
 DATA = ("digits", "fashion-10k", "fashion-70k")
 
