@@ -256,5 +256,5 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         x = validate_data(self, X, dtype=np.float64, reset=False)
         parameter = next(self.network_.parameters())
         with torch.no_grad():
-            y = self.network_(torch.from_numpy(x).to(parameter.device, parameter.dtype))
+            y = self.network_(torch.tensor(x, device=parameter.device, dtype=parameter.dtype))
         return y.cpu().numpy().astype(np.float64)
