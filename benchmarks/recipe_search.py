@@ -70,6 +70,11 @@ CANDIDATES = {
                            "lr": 2e-3, "warmup_steps": 50},
         "t0.2-c0.4-w32": {"temperature": 0.2, "crop_scale": 0.4, "width": 32, "epochs": 2},
         "t0.3-c0.4-lr3e-3": {"temperature": 0.3, "crop_scale": 0.4, "lr": 3e-3},
+        "t0.2-c0.6": {"temperature": 0.2, "crop_scale": 0.6},
+        "t0.2-c0.4-j0.8": {"temperature": 0.2, "crop_scale": 0.4, "jitter": 0.8},
+        "t0.2-c0.4-e8": {"temperature": 0.2, "crop_scale": 0.4, "epochs": 8},
+        "t0.2-c0.4-const": {"temperature": 0.2, "crop_scale": 0.4, "lr_schedule": "none",
+                            "warmup_steps": 0},
     },
     "digits": {
         "ref": {},
