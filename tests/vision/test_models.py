@@ -118,3 +118,15 @@ def test_bad_arguments():
     assert [min_image_size(e) for e in ENCODERS] == [16, 8, 4]
     build_model("small-cnn", 1, 4)(torch.randn(2, 1, 4, 4))  # the smallest size works
     build_model("resnet18", 1, 16)(torch.randn(2, 1, 16, 16))
+
+
+@pytest.mark.parametrize("width", [8, 16, 32])
+def test_small_cnn_width_scales_channels_and_features(width):
+    model = build_model("small-cnn", 1, 28, width=width)
+    convs = [m for m in model.backbone if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [width, 2 * width, 4 * width, 8 * width]
+    assert model.feature_dim == 8 * width
+    # parameters of the convolutions, counted by hand: 3x3 kernels, then the 1x1 one
+    expected = 9 * (width + width * 2 * width + 2 * width * 4 * width) + 4 * width * 8 * width
+    assert sum(c.weight.numel() for c in convs) == expected
+    assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 8 * width)

@@ -57,15 +57,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~rkdo.training.TrainConfig` the parsed flags describe."""
+    """The :class:`~rkdo.training.TrainConfig` the parsed flags describe (``--recipe NAME``:
+    the recipe's settings wherever no flag was given)."""
     from rkdo.training import TrainConfig
+    from rkdo.training.recipes import RECIPES
 
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None:
+        given = getattr(args, "given", set())
+        values.update({k: v for k, v in RECIPES[recipe].items() if k not in given})
+    return TrainConfig(**values)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from rkdo.training import train
 
+    if args.resume and args.recipe:
+        raise ValueError(f"--resume continues the run in {args.resume} with its saved config: "
+                         "drop --recipe")
     if args.resume and (args.out or args.overwrite):
         raise ValueError(f"--resume continues the run in {args.resume}: drop "
                          f"{'--out' if args.out else '--overwrite'} (or start a new run with "
@@ -133,6 +143,7 @@ def _add_demo(sub: Any) -> None:
 
 def _add_train(sub: Any) -> None:
     from rkdo import methods
+    from rkdo.training.recipes import RECIPES
 
     train = sub.add_parser(
         "train", help="train one run (checkpointed, resumable, torchrun-ready)",
@@ -151,6 +162,9 @@ def _add_train(sub: Any) -> None:
     train.add_argument("--checkpoint-minutes", type=float, default=5.0,
                        help="also write a checkpoint after this many minutes since the last "
                             "one (0: off; default: 5)")
+    train.add_argument("--recipe", choices=sorted(RECIPES),
+                       help="settings chosen on a validation split for a dataset "
+                            "(docs/results/recipe.md); flags given override them")
     add_config_arguments(train)
     train.set_defaults(func=_cmd_train)
 

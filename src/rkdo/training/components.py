@@ -8,10 +8,19 @@ For a config on a training split of ``n`` images and ``W`` processes:
 
 The encoder is initialised from ``torch.manual_seed(seed)``, so a run, its resume and its
 untrained floor (:func:`evaluate_initial`) start from the same weights.
+
+With ``validation_size = V`` the training split is permuted with a fixed seed
+(:data:`VALIDATION_SEED`, the same for every run, so candidates are scored on the same images):
+the last ``V`` images of the permutation become the evaluation split and the test split is not
+touched. The ``warmup-cosine`` learning rate at step ``t`` of ``T`` with ``W`` warm-up steps is
+
+    lr(t) = lr (t + 1) / W                                         t < W
+    lr(t) = lr (1 + cos(pi (t - W) / (T - W))) / 2                 t >= W
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -22,8 +31,13 @@ from rkdo.training.objective import Objective, build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision.augment import TwoViews
 from rkdo.vision.models import build_model
+from rkdo.vision.splits import DatasetSplits, ImageData
 
-__all__ = ["Components", "resolve_device", "evaluate_initial"]
+__all__ = ["Components", "VALIDATION_SEED", "resolve_device", "evaluate_initial",
+           "validation_splits", "build_augment"]
+
+VALIDATION_SEED = 20261201
+"""Seed of the permutation that carves the validation split (fixed: independent of ``seed``)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,6 +57,8 @@ class Components:
     def __init__(self, config: TrainConfig, device: torch.device, world: int = 1) -> None:
         self.data = data_module.load(config.dataset, config.data_root, config.download,
                                       holdout_fraction=config.holdout_fraction)
+        if config.validation_size:
+            self.data = validation_splits(self.data, config.validation_size)
         self.image_size = config.image_size or data_module.default_image_size(config.dataset)
         n_train = len(self.data.train)
         if config.batch_size > n_train:
@@ -65,18 +81,55 @@ class Components:
             image_size=self.image_size,
             embedding_dim=config.embedding_dim,
             hidden_dim=config.hidden_dim,
+            width=config.width,
         ).to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = build_loss(config, n_train, self.total_steps).to(device)
         self.objective = Objective.for_config(self.loss, config)
-        self.augment = TwoViews(self.image_size, self.data.channels)
+        self.augment = build_augment(config, self.image_size, self.data.channels)
         self.optimizer = _optimizer(config, [*self.model.parameters(), *self.loss.parameters()])
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)
-            if config.lr_schedule == "cosine"
-            else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
-        )
+        self.scheduler = _scheduler(config, self.optimizer, self.total_steps)
+
+
+def build_augment(config: TrainConfig, image_size: int, channels: int) -> TwoViews:
+    """The two-view augmentation of ``config`` (crop scale and jitter strength)."""
+    strength = config.jitter
+    return TwoViews(image_size, channels, scale=(config.crop_scale, 1.0),
+                    jitter=(strength, strength, strength, strength / 4))
+
+
+def validation_splits(data: DatasetSplits, size: int) -> DatasetSplits:
+    """``data`` with its test split replaced by ``size`` held-out training images."""
+    n_train = len(data.train)
+    if not 0 < size < n_train:
+        raise ValueError(f"validation size must lie in [1, {n_train - 1}] for the {n_train} "
+                         f"{data.name} training images, got {size}")
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    keep, held = order[: n_train - size].sort().values, order[n_train - size:].sort().values
+    train = data.train
+    return DatasetSplits(
+        name=data.name,
+        train=ImageData(train.images[keep], train.labels[keep]),
+        test=ImageData(train.images[held], train.labels[held]),
+        classes=data.classes,
+    )
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+               ) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.lr_schedule == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    warmup = min(config.warmup_steps, total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(total_steps - warmup, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _optimizer(config: TrainConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -10,6 +10,8 @@ per field, sorted). Each field carries its own metadata, from which the rest is 
                  they may be overridden and are left out of :func:`config_identity`
     choices      the allowed values (the loss checks its own hyper-parameters' ranges)
     at_least     the smallest allowed integer (``None`` values are allowed for optional fields)
+    before       for a field whose default is not what runs did before it existed: the value a
+                 stored ``config.json`` without the key was computed with (its default otherwise)
 
 :func:`validate` checks the declared constraints, then the settings that depend on each other
 (image size vs dataset and encoder, temporal recursion vs method, evaluation epochs vs epochs)
@@ -47,7 +49,8 @@ __all__ = [
 
 GROUPS = ("data", "model", "loss", "optimisation", "evaluation", "execution", "recording")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("none", "cosine")
+SCHEDULES = ("none", "cosine", "warmup-cosine")
+VIEWS_FORWARD = ("joint", "separate")
 PRECISIONS = ("fp32", "bf16")
 EVAL_PROTOCOLS = (*PROTOCOLS, "none")
 
@@ -60,10 +63,11 @@ def _option(
     execution: bool = False,
     choices: tuple[str, ...] | None = None,
     at_least: int | None = None,
+    before: Any = None,
 ) -> Any:
     """A dataclass field with its metadata (see the module docstring)."""
     metadata = {"group": group, "help": help, "execution": execution, "choices": choices,
-                "at_least": at_least}
+                "at_least": at_least, "before": before}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -88,6 +92,16 @@ class TrainConfig:
         None, "data",
         "imagefolder:PATH with one folder of class folders (no train/ and test/): the share of "
         "each class held out for evaluation, a seeded stratified split (default 0.2)")
+    validation_size: int = _option(
+        0, "data",
+        "hold out N training images (the last N of a fixed seeded permutation, the same for "
+        "every run) and evaluate on them instead of the test split: for choosing settings "
+        "(0: evaluate on the test split)", at_least=0)
+    crop_scale: float = _option(
+        0.2, "data", "smallest area fraction of the random resized crop, in (0, 1]")
+    jitter: float = _option(
+        0.4, "data", "colour jitter strength j: brightness, contrast and saturation factors in "
+        "[1 - j, 1 + j], hue shift up to j / 4 (the reference's 0.4)")
     image_size: int | None = _option(
         None, "data",
         "training resolution in pixels (default: 8 digits, 28 fashion-mnist, 32 CIFAR, "
@@ -96,6 +110,9 @@ class TrainConfig:
         "small-cnn", "model",
         "resnet18 (ImageNet stem, the paper's), resnet18-cifar (3x3 stem, no max-pool) or "
         "small-cnn (fast on a CPU)", choices=models.ENCODERS)
+    width: int = _option(
+        16, "model", "small-cnn: channels of its first block (doubled in each of the next two, "
+        "8 x width features); the other encoders ignore it", at_least=1)
     embedding_dim: int = _option(
         64, "model", "output dimension of the projection head (L2-normalised)", at_least=1)
     hidden_dim: int = _option(
@@ -146,11 +163,23 @@ class TrainConfig:
     weight_decay: float = _option(1e-5, "optimisation", "weight decay")
     momentum: float = _option(0.9, "optimisation", "SGD momentum")
     lr_schedule: str = _option(
-        "none", "optimisation", "none or cosine (annealed to 0 over the run)", choices=SCHEDULES)
+        "none", "optimisation", "none, cosine (annealed to 0 over the run) or warmup-cosine "
+        "(linear warm-up over --warmup-steps, then cosine to 0)", choices=SCHEDULES)
+    warmup_steps: int = _option(
+        0, "optimisation", "warmup-cosine: steps of linear warm-up from lr / warmup-steps to lr",
+        at_least=0)
     seed: int = _option(0, "optimisation", "random seed (model init, data order, augmentations)")
     device: str = _option("auto", "execution", "auto, cpu or cuda[:N]", execution=True)
     precision: str = _option("fp32", "execution", "fp32 or bf16 (autocast)", choices=PRECISIONS)
     channels_last: bool = _option(False, "execution", "use the channels_last memory format")
+    views_forward: str = _option(
+        "joint", "execution",
+        "joint: both views in one forward pass of 2B images (BatchNorm normalises over both "
+        "views together, as SimCLR's code does; faster); separate: one forward per view (each "
+        "view's own batch statistics, what runs before this option did)",
+        choices=VIEWS_FORWARD, before="separate")
+    compile: bool = _option(
+        False, "execution", "torch.compile the model's forward and backward (slow first steps)")
     eval_protocol: str = _option(
         "full", "evaluation", "full (whole official test split), paper (the reference's ~700 "
         "images), both, or none", choices=EVAL_PROTOCOLS)
@@ -185,7 +214,9 @@ class TrainConfig:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
         for name, value in values.items():
             _check_type(name, str(known[name].type), value)
-        return cls(**values)
+        earlier = {name: spec.metadata["before"] for name, spec in known.items()
+                   if spec.metadata["before"] is not None and name not in values}
+        return cls(**{**earlier, **values})
 
     def resolved_recursion(self) -> str:
         """The recursion actually used: ``auto`` is the method's own (in-step for ``rkdo``)."""
@@ -276,6 +307,14 @@ def _check_numbers(config: TrainConfig) -> None:
     if config.batch_size < 2:
         raise ValueError("batch-size must be >= 2: the encoder's BatchNorm layers need at least "
                          f"two samples per batch, got {config.batch_size}")
+    if not 0.0 < config.crop_scale <= 1.0:
+        raise ValueError(f"crop-scale must lie in (0, 1], got {config.crop_scale}")
+    if not 0.0 <= config.jitter <= 2.0:
+        raise ValueError(f"jitter must lie in [0, 2] (hue shift up to jitter / 4 <= 0.5), got "
+                         f"{config.jitter}")
+    if config.warmup_steps and config.lr_schedule != "warmup-cosine":
+        raise ValueError("--warmup-steps applies to --lr-schedule warmup-cosine only; add it or "
+                         "drop --warmup-steps")
     if not config.resolved_recursion().startswith("temporal"):
         ignored = [flag for flag, value, default in (
             ("--alpha-schedule", config.alpha_schedule, "constant"),

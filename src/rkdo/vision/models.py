@@ -18,7 +18,8 @@ Encoders (:data:`ENCODERS`):
   after the first two) and a 1x1 convolution to 128 channels, average-pooled, for 8 px digits
   and 28 px Fashion-MNIST on a CPU: 2.3 million multiply-adds per 28 px image (ResNet-18 with
   the ImageNet stem: 37 million at 32 px; with the CIFAR stem: 555 million), 32 thousand
-  parameters. 128 features.
+  parameters. 128 features. ``width`` scales it: ``w, 2w, 4w`` channels and ``8w`` features
+  (the default ``w = 16`` is the network above; ``w = 32`` has about 4x the multiply-adds).
 """
 
 from __future__ import annotations
@@ -104,18 +105,22 @@ def _conv_block(in_channels: int, out_channels: int, kernel_size: int = 3) -> li
 
 
 class SmallCNN(nn.Sequential):
-    """Conv(16) -> pool -> Conv(32) -> pool -> Conv(64) -> Conv1x1(128) -> global average pool."""
+    """Conv(w) -> pool -> Conv(2w) -> pool -> Conv(4w) -> Conv1x1(8w) -> global average pool.
 
-    feature_dim = 128
+    Attributes:
+        feature_dim: ``8 w`` (128 at the default width 16).
+    """
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, width: int = 16) -> None:
+        width = check_int("width", width, low=1)
+        self.feature_dim = 8 * width
         super().__init__(
-            *_conv_block(in_channels, 16),
+            *_conv_block(in_channels, width),
             nn.MaxPool2d(2),
-            *_conv_block(16, 32),
+            *_conv_block(width, 2 * width),
             nn.MaxPool2d(2),
-            *_conv_block(32, 64),
-            *_conv_block(64, self.feature_dim, kernel_size=1),
+            *_conv_block(2 * width, 4 * width),
+            *_conv_block(4 * width, self.feature_dim, kernel_size=1),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
@@ -140,6 +145,7 @@ def build_model(
     image_size: int,
     embedding_dim: int = 64,
     hidden_dim: int = 512,
+    width: int = 16,
 ) -> EmbeddingModel:
     """An :class:`EmbeddingModel` with the named encoder (randomly initialised).
 
@@ -150,6 +156,7 @@ def build_model(
             :func:`min_image_size` of the encoder.
         embedding_dim: output width of the projection head (64 in the reference).
         hidden_dim: hidden width of the projection head (512 in the reference).
+        width: ``small-cnn``'s first-block channels (see :class:`SmallCNN`); ignored otherwise.
     """
     _check_encoder(encoder)
     in_channels = check_int("in_channels", in_channels, low=1)
@@ -163,8 +170,8 @@ def build_model(
             f"{_MIN_IMAGE_SIZE[encoder]}); encoders that fit: {fits}"
         )
     if encoder == "small-cnn":
-        backbone: nn.Module = SmallCNN(in_channels)
-        feature_dim = SmallCNN.feature_dim
+        backbone: nn.Module = SmallCNN(in_channels, width)
+        feature_dim = backbone.feature_dim
     else:
         backbone = _resnet18(in_channels, cifar_stem=encoder == "resnet18-cifar")
         feature_dim = 512
