@@ -8,7 +8,7 @@ from rkdo import bench
 
 
 def test_shipped_grids_parse_into_the_paper_design() -> None:
-    assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "paper"]
+    assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "fashion-long", "paper"]
     paper = bench.load_grid("paper")
     assert paper.seeds == [42, 123, 456, 789, 101] and paper.durations == [1, 2, 5, 10]
     jobs = bench.plan(paper, validate=False)
@@ -41,3 +41,15 @@ def test_shipped_grids_parse_into_the_paper_design() -> None:
 def test_only_execution_settings_may_be_overridden() -> None:
     with pytest.raises(ValueError, match="may be overridden"):
         bench.plan(bench.load_grid("digits-smoke"), {"lr": 0.1}, validate=False)
+
+
+def test_the_long_fashion_grid_plans_five_seeds_of_four_methods() -> None:
+    grid = bench.load_grid("fashion-long")
+    assert grid.seeds == [0, 1, 2, 3, 4] and max(grid.durations) == 40
+    jobs = bench.plan(grid, validate=False)
+    trained = [job for job in jobs if job.kind == "train"]
+    assert len(trained) == 4 * 5
+    by_key = {job.key: job.config for job in trained}
+    temporal = by_key["fashion-mnist/rkdo-temporal-annealed/seed3"]
+    assert (temporal["recursion"], temporal["alpha_schedule"]) == ("temporal", "cosine")
+    assert {c["temperature"] for c in by_key.values()} == {0.2}
