@@ -129,7 +129,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_demo(sub: Any) -> None:
     demo = sub.add_parser(
-        "demo", help="train I-Con and RKDO on digits and compare them (about 2 minutes)",
+        "demo", help="train I-Con and RKDO on digits and compare them (minutes on a CPU)",
         description="Train I-Con and RKDO on scikit-learn's digits with the same seed, encoder "
                     "and budget, evaluate both (and the untrained encoder as a floor) on the "
                     "held-out split, print a table and save a figure.",
