@@ -75,6 +75,8 @@ CANDIDATES = {
         "t0.2-c0.4-e8": {"temperature": 0.2, "crop_scale": 0.4, "epochs": 8},
         "t0.2-c0.4-const": {"temperature": 0.2, "crop_scale": 0.4, "lr_schedule": "none",
                             "warmup_steps": 0},
+        "t0.2-c0.4-const-w32": {"temperature": 0.2, "crop_scale": 0.4, "lr_schedule": "none",
+                                "warmup_steps": 0, "width": 32},
     },
     "digits": {
         "ref": {},

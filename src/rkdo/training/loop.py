@@ -11,14 +11,11 @@ Everything a run needs to continue after an interruption is in one atomically wr
 (model, loss, optimiser and scheduler state, the augmentation and global RNG states, the step
 counter), so a resumed CPU run ends with the same weights as an uninterrupted one.
 
-BatchNorm and the forward pass: by default (``views_forward="joint"``) both views go through
-the encoder as one batch of ``2B`` images, so BatchNorm normalises each view with statistics
-over both views (SimCLR's reference code does the same; it is 1.1-1.5x faster on a CPU, see
-``benchmarks/train_speed.py``). ``views_forward="separate"`` runs one forward per view, each
-normalised by its own batch's statistics, as runs did before the option existed (a stored
-``config.json`` without the key means ``separate``). Evaluation is unaffected (eval mode uses
-the running statistics). ``compile=True`` wraps the model's forward in ``torch.compile``; the
-checkpoint holds the uncompiled module's weights. Data parallel
+``views_forward="joint"`` (default) runs both views as one batch of ``2B``: BatchNorm then
+normalises with statistics over both views, as SimCLR's code does (faster, see
+``benchmarks/train_speed.py``); ``"separate"`` runs one forward per view, as runs did before the
+option existed. ``compile=True`` wraps the forward in ``torch.compile``; checkpoints hold the
+uncompiled module's weights. Data parallel
 training runs under ``torchrun`` (``torch.distributed``): every rank draws its part of each epoch
 from a :class:`~torch.utils.data.DistributedSampler`, losses gather candidates from all ranks, and
 only rank 0 writes files.
