@@ -45,7 +45,7 @@ def test_only_execution_settings_may_be_overridden() -> None:
 
 def test_the_long_fashion_grid_plans_five_seeds_of_four_methods() -> None:
     grid = bench.load_grid("fashion-long")
-    assert grid.seeds == [0, 1, 2, 3, 4] and max(grid.durations) == 40
+    assert grid.seeds == [0, 1, 2, 3, 4] and max(grid.durations) == 20
     jobs = bench.plan(grid, validate=False)
     trained = [job for job in jobs if job.kind == "train"]
     assert len(trained) == 4 * 5
