@@ -8,13 +8,14 @@ from rkdo import bench
 
 
 def test_shipped_grids_parse_into_the_paper_design() -> None:
-    assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "fashion-long", "paper"]
+    assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "fashion-long",
+                                     "fashion-recipe", "paper"]
     paper = bench.load_grid("paper")
     assert paper.seeds == [42, 123, 456, 789, 101] and paper.durations == [1, 2, 5, 10]
     jobs = bench.plan(paper, validate=False)
     kinds = [job.kind for job in jobs]
-    # 3 datasets x 5 seeds x (floor + 2 methods) + one profile per dataset
-    assert kinds.count("train") == 30 and kinds.count("floor") == 15
+    # 3 datasets x 5 seeds x (2 floors + 2 methods) + one profile per dataset
+    assert kinds.count("train") == 30 and kinds.count("floor") == kinds.count("pixels") == 15
     assert kinds.count("profile") == 3
     by_key = {job.key: job for job in jobs}
     rkdo = by_key["cifar10/rkdo/seed42"].config
@@ -53,3 +54,15 @@ def test_the_long_fashion_grid_plans_five_seeds_of_four_methods() -> None:
     temporal = by_key["fashion-mnist/rkdo-temporal-annealed/seed3"]
     assert (temporal["recursion"], temporal["alpha_schedule"]) == ("temporal", "cosine")
     assert {c["temperature"] for c in by_key.values()} == {0.2}
+
+
+def test_the_recipe_grid_plans_the_recipe_at_width_16_with_both_floors() -> None:
+    grid = bench.load_grid("fashion-recipe")
+    assert grid.seeds == [0, 1, 2, 3, 4] and grid.durations == [1, 2, 4]
+    jobs = bench.plan(grid, validate=False)
+    kinds = [job.kind for job in jobs]
+    assert kinds.count("train") == 20 and kinds.count("floor") == kinds.count("pixels") == 5
+    configs = [job.config for job in jobs if job.kind == "train"]
+    assert {(c["width"], c["temperature"], c["crop_scale"], c["lr_schedule"]) for c in configs} \
+        == {(16, 0.2, 0.4, "none")}
+    assert {c["eval_epochs"] == [1, 2] and c["epochs"] == 4 for c in configs} == {True}

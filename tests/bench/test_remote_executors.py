@@ -145,6 +145,7 @@ def test_submitit_driver_killed_then_rerun_waits_for_orphans_and_completes(
     # its jobs outlive the driver: the rerun leaves their run directories to them
     after = _check_rerun(out, before, serial, metrics_of, str(grid), executor="submitit", workers=2,
                          executor_options={"cluster": "local"})
-    assert set(after) == {"digits/untrained/seed0", "digits/rkdo/seed0", "digits/icon/seed0"}
+    assert set(after) == {"digits/untrained/seed0", "digits/raw-pixels/seed0", "digits/rkdo/seed0",
+                          "digits/icon/seed0"}
     assert {r["executor"] for r in after.values() if r["key"] not in before} == {"submitit"}
     assert list((out / "jobs").iterdir())  # submitit's job folders live in the store

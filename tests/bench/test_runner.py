@@ -46,12 +46,13 @@ def test_invalid_method_is_refused_before_anything_runs(tmp_path: Path) -> None:
 
 def test_smoke_grid_end_to_end(smoke: tuple[Path, bench.BenchSummary]) -> None:
     out, summary = smoke
-    assert (summary.total, summary.done_before, summary.ran) == (7, 0, 7)
+    assert (summary.total, summary.done_before, summary.ran) == (9, 0, 9)
     assert summary.failed == [] and summary.skipped == []
     records = bench.read_results(out)
-    assert set(records) == {"digits/untrained/seed0", "digits/rkdo/seed0", "digits/icon/seed0",
-                            "digits/untrained/seed1", "digits/rkdo/seed1", "digits/icon/seed1",
-                            "digits/profile"}
+    assert set(records) == {"digits/untrained/seed0", "digits/raw-pixels/seed0",
+                            "digits/rkdo/seed0", "digits/icon/seed0",
+                            "digits/untrained/seed1", "digits/raw-pixels/seed1",
+                            "digits/rkdo/seed1", "digits/icon/seed1", "digits/profile"}
     run = records["digits/rkdo/seed1"]
     assert run["status"] == "ok" and run["seed"] == 1 and run["config"]["seed"] == 1
     assert run["grid_hash"] == bench.load_grid("digits-smoke").hash
@@ -77,7 +78,7 @@ def test_rerun_skips_finished_cells(smoke: tuple[Path, bench.BenchSummary]) -> N
     out, _ = smoke
     before = (out / bench.RESULTS_FILE).read_text()
     summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False)
-    assert (summary.done_before, summary.ran) == (7, 0)
+    assert (summary.done_before, summary.ran) == (9, 0)
     assert (out / bench.RESULTS_FILE).read_text() == before
 
 
@@ -109,8 +110,8 @@ def test_another_grid_is_refused_unless_allowed(smoke: tuple[Path, bench.BenchSu
     assert bench_main(["bench", str(_write(tmp_path / "g.toml", grown.text)), "--out", str(out),
                        "--no-progress", "--no-report"]) == 2
     summary = bench.run_grid(grown, out, allow_grid_change=True, progress=False)
-    # only seed 2's floor and two runs are new; the profile's settings did not change
-    assert (summary.done_before, summary.ran) == (7, 3)
+    # only seed 2's two floors and two runs are new; the profile's settings did not change
+    assert (summary.done_before, summary.ran) == (9, 4)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -178,10 +179,10 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
         process.wait()
     assert process.returncode == -signal.SIGKILL
     before = bench.read_results(out)
-    assert 1 <= len(before) < 7
+    assert 1 <= len(before) < 9
 
     summary = bench.run_grid(bench.load_grid("digits-smoke"), out, progress=False)
-    assert summary.done_before == len(before) and summary.ran == 7 - len(before)
+    assert summary.done_before == len(before) and summary.ran == 9 - len(before)
     after = bench.read_results(out)
     for key, record in before.items():  # finished cells were not redone
         assert after[key]["finished_at"] == record["finished_at"]
@@ -194,7 +195,7 @@ def test_parallel_workers_give_the_same_results(smoke: tuple[Path, bench.BenchSu
                                                tmp_path: Path, metrics_of) -> None:
     summary = bench.run_grid(bench.load_grid("digits-smoke"), tmp_path / "parallel",
                              progress=False, workers=2, threads=1)
-    assert summary.ran == 7 and summary.failed == []
+    assert summary.ran == 9 and summary.failed == []
     records = bench.read_results(tmp_path / "parallel")
     assert {r["workers"] for r in records.values()} == {2}
     assert metrics_of(records) == metrics_of(bench.read_results(smoke[0]))
@@ -208,7 +209,7 @@ def test_cli_dry_run_and_list(smoke: tuple[Path, bench.BenchSummary],
     assert bench_main(["bench", "digits-smoke", "--out", str(out), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "ok       train    digits/rkdo/seed0" in printed
-    assert "7 of 7 jobs done" in printed
+    assert "9 of 9 jobs done" in printed
     assert bench_main(["bench", "no-such-grid", "--out", str(out)]) == 2
     assert "shipped grids" in capsys.readouterr().err
     assert bench_main(["report", str(out)]) == 0

@@ -93,3 +93,28 @@ def test_compile_trains_to_the_same_loss(tmp_path: Path, fast: TrainConfig, trai
     eager = [line["loss"] for line in train_lines(tmp_path / "eager") if "loss" in line]
     compiled = [line["loss"] for line in train_lines(tmp_path / "compiled") if "loss" in line]
     assert compiled == pytest.approx(eager, rel=1e-4, abs=1e-5)
+
+
+def test_the_raw_pixel_floor_is_a_logistic_regression_on_the_flattened_images(
+    fast: TrainConfig,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from rkdo.training import evaluate_initial, evaluate_pixels
+
+    config = replace(fast, eval_protocol="full")
+    pixels = evaluate_pixels(config)
+    data = Components(config, torch.device("cpu")).data
+
+    def flat(images: torch.Tensor) -> torch.Tensor:  # uint8 -> [-1, 1], one row per image
+        return (images.double() / 255 * 2 - 1).reshape(len(images), -1).numpy()
+
+    scaler = StandardScaler().fit(flat(data.train.images))
+    reference = LogisticRegression(max_iter=1000, random_state=config.seed).fit(
+        scaler.transform(flat(data.train.images)), data.train.labels.numpy())
+    expected = reference.score(scaler.transform(flat(data.test.images)), data.test.labels.numpy())
+    assert pixels["linear_probe"] == pytest.approx(expected, abs=2 / len(data.test.labels))
+    assert pixels["linear_probe"] > 0.9  # digits' pixels are nearly linearly separable
+    untrained = evaluate_initial(config)
+    assert pixels["knn_acc_20"] != untrained["knn_acc_20"]

@@ -130,3 +130,15 @@ def test_small_cnn_width_scales_channels_and_features(width):
     expected = 9 * (width + width * 2 * width + 2 * width * 4 * width) + 4 * width * 8 * width
     assert sum(c.weight.numel() for c in convs) == expected
     assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 8 * width)
+
+
+def test_raw_pixels_are_the_flattened_images_without_parameters():
+    from rkdo.vision.models import RawPixels
+
+    x = torch.rand(5, 3, 4, 4) * 2 - 1
+    model = RawPixels()
+    assert list(model.parameters()) == []
+    assert torch.equal(model.features(x), x.reshape(5, 48))
+    z = model(x)
+    assert torch.allclose(z.norm(dim=1), torch.ones(5))
+    assert torch.allclose(z * x.reshape(5, 48).norm(dim=1, keepdim=True), x.reshape(5, 48))

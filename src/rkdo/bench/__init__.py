@@ -15,6 +15,7 @@
 from rkdo.bench.grid import (
     FLOOR,
     GRID_DIR,
+    PIXELS,
     DatasetSpec,
     Grid,
     MethodSpec,
@@ -38,7 +39,8 @@ from rkdo.bench.store import (
 )
 
 __all__ = [
-    "FLOOR", "GRID_DIR", "GRID_FILE", "LOCK_FILE", "RESULTS_FILE", "RUNS_DIR", "STORE_FILE",
+    "FLOOR", "PIXELS", "GRID_DIR", "GRID_FILE", "LOCK_FILE", "RESULTS_FILE", "RUNS_DIR",
+    "STORE_FILE",
     "BenchSummary", "DatasetSpec", "Grid", "GridMismatchError", "Job", "MethodSpec", "Results",
     "is_done", "load_grid", "load_results", "parse_grid", "plan", "read_results", "run_grid",
     "shipped_grids", "versions",

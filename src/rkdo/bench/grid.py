@@ -32,12 +32,14 @@ from typing import Any
 from rkdo._validation import check_int, check_positive
 from rkdo.training import TrainConfig
 
-__all__ = ["GRID_DIR", "FLOOR", "MethodSpec", "DatasetSpec", "Grid", "shipped_grids",
+__all__ = ["GRID_DIR", "FLOOR", "PIXELS", "MethodSpec", "DatasetSpec", "Grid", "shipped_grids",
            "load_grid", "parse_grid"]
 
 GRID_DIR = Path(__file__).with_name("grids")
 FLOOR = "untrained"
 """The method name of the untrained encoder (duration 0)."""
+PIXELS = "raw-pixels"
+"""The method name of the raw pixels as features (duration 0), the other floor."""
 
 _RESERVED = ("dataset", "method", "seed", "epochs", "eval_epochs")
 _TOP_LEVEL = ("name", "description", "seeds", "durations", "treatment", "baseline", "settings",
@@ -244,7 +246,7 @@ def _parse_methods(content: dict[str, Any]) -> list[MethodSpec]:
             raise ValueError(
                 f"[[methods]] entry {index + 1} needs name = \"LABEL\" (letters, digits, . _ -)"
             )
-        if label in (FLOOR, "profile"):
+        if label in (FLOOR, PIXELS, "profile"):
             raise ValueError(f"method name {label!r} is reserved")
         optional = bool(entry.pop("optional", False))
         resources = _parse_resources(entry.pop("resources", {}), f"[[methods]] {label}")

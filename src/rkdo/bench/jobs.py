@@ -1,4 +1,4 @@
-"""What one job does, wherever it runs: train (or resume) a run, evaluate the floor, profile.
+"""What one job does, wherever it runs: train (or resume) a run, evaluate a floor, profile.
 
 :func:`execute` is the function an executor calls, in this process or a worker: it never raises
 for a failing cell and returns the job's outcome, the part of its record that running it
@@ -35,6 +35,7 @@ from rkdo.training import (
     METRICS_FILE,
     TrainConfig,
     evaluate_initial,
+    evaluate_pixels,
     train,
 )
 from rkdo.vision import data as data_module
@@ -111,7 +112,8 @@ def _device_used(name: str) -> str:
 
 def _run_floor(job: Job) -> dict[str, Any]:
     config = TrainConfig.from_dict(job.config)
-    return {"durations": {"0": evaluate_initial(config, device=_device(config.device))}}
+    evaluate_floor = evaluate_pixels if job.kind == "pixels" else evaluate_initial
+    return {"durations": {"0": evaluate_floor(config, device=_device(config.device))}}
 
 
 def _run_profile(job: Job) -> dict[str, Any]:
@@ -131,7 +133,7 @@ def _run_profile(job: Job) -> dict[str, Any]:
 def _run(job: Job, out: Path) -> dict[str, Any]:
     if job.kind == "train":
         return _run_train(job, out)
-    if job.kind == "floor":
+    if job.kind in ("floor", "pixels"):
         return _run_floor(job)
     return _run_profile(job)
 

@@ -1,6 +1,7 @@
 """Planning: a grid expands into jobs, each one unit of work and of storage.
 
     floor     (dataset, seed)            the untrained encoder, evaluated once: duration 0
+    pixels    (dataset, seed)            the raw pixels as features, the same way: duration 0
     train     (dataset, method, seed)    ONE run of max(durations) epochs, evaluated after each
                                          duration (``eval_epochs``) instead of retraining from
                                          scratch for every duration as the paper did
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rkdo.bench.grid import FLOOR, DatasetSpec, Grid, MethodSpec
+from rkdo.bench.grid import FLOOR, PIXELS, DatasetSpec, Grid, MethodSpec
 from rkdo.training import EXECUTION_FIELDS, LOSS_FIELDS, TrainConfig
 from rkdo.training import validate as validate_config
 from rkdo.vision import data as data_module
@@ -36,9 +37,9 @@ PROFILE_FIELDS = ("dataset", "encoder", "batch_size", "image_size", "embedding_d
 class Job:
     """One unit of work and of storage.
 
-    ``kind`` is ``"floor"`` (untrained encoder, duration 0), ``"train"`` (one run evaluated at
-    every duration) or ``"profile"``; ``config`` is a TrainConfig dict (train/floor) or the
-    profile's parameters.
+    ``kind`` is ``"floor"`` (untrained encoder, duration 0), ``"pixels"`` (raw pixels as
+    features, duration 0), ``"train"`` (one run evaluated at every duration) or ``"profile"``;
+    ``config`` is a TrainConfig dict (train / floors) or the profile's parameters.
     """
 
     key: str
@@ -134,8 +135,9 @@ def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool 
             floor = train_config(grid, dataset, floor_method, seed, overrides)
             resources = {**grid.resources, **dataset.resources}
             if floor["eval_protocol"] != "none":  # nothing to evaluate otherwise
-                jobs.append(Job(f"{dataset.dataset}/{FLOOR}/seed{seed}", "floor",
-                                dataset.dataset, FLOOR, seed, floor, (0,), resources=resources))
+                jobs += [Job(f"{dataset.dataset}/{name}/seed{seed}", kind, dataset.dataset, name,
+                             seed, floor, (0,), resources=resources)
+                         for kind, name in (("floor", FLOOR), ("pixels", PIXELS))]
             for spec in grid.methods:
                 jobs.append(Job(
                     f"{dataset.dataset}/{spec.name}/seed{seed}", "train", dataset.dataset,

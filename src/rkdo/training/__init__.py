@@ -3,7 +3,7 @@
 the field recorder (:mod:`.recorder`) and the loop (:mod:`.loop`: checkpointed, resumable,
 torchrun-ready)."""
 
-from rkdo.training.components import evaluate_initial
+from rkdo.training.components import evaluate_initial, evaluate_pixels
 from rkdo.training.config import (
     EXECUTION_FIELDS,
     GROUPS,
@@ -29,5 +29,5 @@ __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",
     "EXECUTION_FIELDS", "GROUPS", "Interrupted", "LOSS_FIELDS", "Objective", "Run",
     "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "config_identity",
-    "evaluate_initial", "load_run", "train", "validate",
+    "evaluate_initial", "evaluate_pixels", "load_run", "train", "validate",
 ]

@@ -30,11 +30,11 @@ from rkdo.training.config import TrainConfig, check_device, validate
 from rkdo.training.objective import Objective, build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision.augment import TwoViews
-from rkdo.vision.models import build_model
+from rkdo.vision.models import RawPixels, build_model
 from rkdo.vision.splits import DatasetSplits, ImageData
 
 __all__ = ["Components", "VALIDATION_SEED", "resolve_device", "evaluate_initial",
-           "validation_splits", "build_augment"]
+           "evaluate_pixels", "validation_splits", "build_augment"]
 
 VALIDATION_SEED = 20261201
 """Seed of the permutation that carves the validation split (fixed: independent of ``seed``)."""
@@ -144,5 +144,15 @@ def evaluate_initial(config: TrainConfig, device: str = "cpu") -> dict[str, Any]
     validate(config)
     parts = Components(config, torch.device(device))
     return evaluate(parts.model, parts.data, parts.augment, protocol=config.eval_protocol,
+                    projection=config.eval_projection, seed=config.seed, device=device,
+                    probe_train_size=config.probe_train_size)
+
+
+def evaluate_pixels(config: TrainConfig, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate the raw pixels of ``config``'s data (:class:`~rkdo.vision.models.RawPixels`)
+    under its protocol, probe subset and seed: the raw-pixel floor row."""
+    validate(config)
+    parts = Components(config, torch.device(device))
+    return evaluate(RawPixels(), parts.data, parts.augment, protocol=config.eval_protocol,
                     projection=config.eval_projection, seed=config.seed, device=device,
                     probe_train_size=config.probe_train_size)

@@ -33,6 +33,7 @@ __all__ = [
     "ENCODERS",
     "ProjectionHead",
     "EmbeddingModel",
+    "RawPixels",
     "SmallCNN",
     "build_model",
     "min_image_size",
@@ -124,6 +125,22 @@ class SmallCNN(nn.Sequential):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
+
+
+class RawPixels(nn.Module):
+    """The identity encoder, the raw-pixel floor of a benchmark: no parameters, nothing learned.
+
+        x_i = vec(image_i)  (features),      z_i = x_i / ||x_i||  (embedding)
+
+    Evaluated like a trained encoder, it answers "what do the pixels alone give?" under the
+    same protocol (linear probe, k-NN, k-means on the flattened ``[-1, 1]`` images).
+    """
+
+    def features(self, x: Tensor) -> Tensor:
+        return x.flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x.flatten(1), dim=1)
 
 
 def _resnet18(in_channels: int, cifar_stem: bool) -> nn.Module:

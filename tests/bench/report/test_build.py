@@ -27,6 +27,8 @@ def test_report_contains_every_table_and_figure(synthetic) -> None:
     assert "`digits/icon/seed6` (error): RuntimeError: boom" in text
     # the floor row, with the untrained encoder's mean
     assert f"| 0 | untrained | {synthetic.floor_linear:.4f} ± " in text
+    # and the raw-pixel floor row above it
+    assert text.index("| 0 | raw-pixels | 0.4000 ± ") < text.index("| 0 | untrained |")
 
 
 def test_report_refuses_a_directory_that_is_not_a_store(tmp_path: Path) -> None:

@@ -75,8 +75,9 @@ def _how_it_ran(view: View, results: Results) -> list[str]:
         "epochs, instead of retraining from scratch for every duration as the paper did. With "
         "a constant learning rate and per-epoch data order drawn from (seed, epoch), the first "
         "d epochs of the long run are the d-epoch run.")
-    lines.append("- The untrained encoder (same seed, same initialisation) is the floor row "
-                 "(`untrained`, 0 epochs) of every accuracy table.")
+    lines.append("- Two floor rows (0 epochs) in every accuracy table: `untrained`, the untrained "
+                 "encoder (same seed, same initialisation), and `raw-pixels`, the flattened "
+                 "images themselves as features under the same protocol.")
     lines.append(
         f"- Statistics: mean ± sample std over seeds; differences paired by seed with a 95% "
         f"percentile bootstrap CI (seeded); paired t-test (n ≥ {stats.MIN_N_TTEST}) and "

@@ -78,6 +78,9 @@ def _metric_curves(view: View, colours: dict[str, Any], metrics: list[str],
             for method in view.methods:
                 _curve(ax, view, colours, dataset, method, metric,
                        with_floor=metric != "train_loss")
+            pixels = view.pixels(dataset, metric)
+            if metric != "train_loss" and pixels.n:
+                ax.axhline(pixels.mean, color="0.5", linestyle=":", label="raw pixels")
             ax.set_title(title(dataset, metric), fontsize=9)
             ax.set_xlabel(xlabel)
             ax.legend(fontsize=7)
@@ -109,10 +112,13 @@ def _early_vs_late(view: View, colours: dict[str, Any]) -> Any:
                    yerr=[0 if s.n < 2 else s.std for s in summaries], capsize=3,
                    label=f"{method} {duration} ep", color=colours[method])
         for i, dataset in enumerate(datasets):
-            floor = view.floor(dataset, metric)
+            floor, pixels = view.floor(dataset, metric), view.pixels(dataset, metric)
             if floor.n:
                 ax.hlines(floor.mean, i - 0.45, i + 0.45, colors="k", linestyles="--",
                           label="untrained" if i == 0 else None)
+            if pixels.n:
+                ax.hlines(pixels.mean, i - 0.45, i + 0.45, colors="0.5", linestyles=":",
+                          label="raw pixels" if i == 0 else None)
         ax.set_xticks(range(len(datasets)), datasets)
         ax.set_title(metric, fontsize=9)
         ax.legend(fontsize=7)
@@ -135,9 +141,11 @@ def _early_learning(view: View, colours: dict[str, Any]) -> Any:
                    [s.mean for s in summaries], width,
                    yerr=[0 if s.n < 2 else s.std for s in summaries], capsize=3,
                    label=method, color=colours[method])
-        floor = view.floor(dataset, metric)
+        floor, pixels = view.floor(dataset, metric), view.pixels(dataset, metric)
         if floor.n:
             ax.axhline(floor.mean, color="k", linestyle="--", label="untrained")
+        if pixels.n:
+            ax.axhline(pixels.mean, color="0.5", linestyle=":", label="raw pixels")
         ax.set_xticks(range(len(durations)), [f"{d} ep" for d in durations])
         ax.set_title(f"{dataset}: {metric}", fontsize=9)
         ax.legend(fontsize=7)

@@ -19,7 +19,7 @@ from typing import Any
 
 from rkdo.bench import paper
 from rkdo.bench.flops import StepProfile, format_table
-from rkdo.bench.grid import FLOOR
+from rkdo.bench.grid import FLOOR, PIXELS
 from rkdo.bench.report.view import LOWER_IS_BETTER, NAMES, View
 from rkdo.evaluation import stats
 
@@ -94,10 +94,11 @@ def across_durations(view: View, dataset: str, metric: str, with_paper: bool) ->
     if with_paper:
         header.append("paper")
     rows = []
-    floor = view.floor(dataset, metric)
-    if floor.n:
-        rows.append(["0", FLOOR, format_cell(floor), "--", "--", "--"]
-                    + (["--"] if with_paper else []))
+    for name in (PIXELS, FLOOR):
+        floor = view.floor(dataset, metric, name)
+        if floor.n:
+            rows.append(["0", name, format_cell(floor), "--", "--", "--"]
+                        + (["--"] if with_paper else []))
     for duration in view.durations:
         for method in view.methods:
             summary = view.summary(dataset, method, duration, metric)

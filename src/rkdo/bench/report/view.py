@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rkdo.bench.grid import FLOOR
+from rkdo.bench.grid import FLOOR, PIXELS
 from rkdo.bench.store import Results
 from rkdo.evaluation import FULL_METRICS, PAPER_METRICS, stats
 
@@ -74,8 +74,12 @@ class View:
     def summary(self, dataset: str, method: str, duration: int, metric: str) -> stats.Summary:
         return stats.summarize(list(self.values(dataset, method, duration, metric).values()))
 
-    def floor(self, dataset: str, metric: str) -> stats.Summary:
-        return self.summary(dataset, FLOOR, 0, metric)
+    def floor(self, dataset: str, metric: str, name: str = FLOOR) -> stats.Summary:
+        """A floor row: the untrained encoder (``FLOOR``) or the raw pixels (``PIXELS``)."""
+        return self.summary(dataset, name, 0, metric)
+
+    def pixels(self, dataset: str, metric: str) -> stats.Summary:
+        return self.floor(dataset, metric, PIXELS)
 
     def compare(self, dataset: str, a: tuple[str, int], b: tuple[str, int],
                 metric: str) -> stats.PairedComparison | None:
