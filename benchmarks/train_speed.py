@@ -26,7 +26,8 @@ Variants (``--variants``):
 - ``small-cnn-joint``: the trainer's default step for it (``views_forward="joint"``, no
   channels_last); ``small-cnn-separate``: one forward per view (``views_forward="separate"``);
   ``small-cnn-compile``: ``small-cnn-joint`` under ``torch.compile`` (``compile=True``; its
-  compilation happens in the warm-up steps).
+  compilation happens in the warm-up steps); ``small-cnn-compile-cl``: ``small-cnn`` (joint,
+  channels_last) under ``torch.compile``, the recipe's setting.
 
 Data time (waiting for the batch, gathering, augmenting) and compute time (forward, loss,
 backward, optimizer) are measured separately with the wall clock; the CPU time of the process
@@ -65,14 +66,16 @@ from rkdo.vision.augment import TwoViews  # noqa: E402
 from rkdo.vision.data import load, resize_uint8  # noqa: E402
 from rkdo.vision.models import build_model  # noqa: E402
 
-SMALL = ("small-cnn", "small-cnn-joint", "small-cnn-separate", "small-cnn-compile")
+SMALL = ("small-cnn", "small-cnn-joint", "small-cnn-separate", "small-cnn-compile",
+         "small-cnn-compile-cl")
 VARIANTS = ("reference", "reference-w2", "ours", "ours-cl", "ours-cl-cat", "ours-bf16", *SMALL)
 DEFAULT_VARIANTS = ("reference", "reference-w2", "ours", "ours-cl", "ours-cl-cat", "small-cnn")
 OURS = ("ours", "ours-cl", "ours-cl-cat", "ours-bf16", *SMALL)
 # (faster, slower, goal): the trainer's options against their alternatives
 PAIRS = (("ours-cl-cat", "ours-cl", "joint forward > 1x two forwards"),
          ("small-cnn-joint", "small-cnn-separate", "joint forward > 1x two forwards"),
-         ("small-cnn-compile", "small-cnn-joint", "compile > 1x eager"))
+         ("small-cnn-compile", "small-cnn-joint", "compile > 1x eager"),
+         ("small-cnn-compile-cl", "small-cnn", "compile > 1x eager (channels_last)"))
 
 
 @dataclass
@@ -241,10 +244,11 @@ class ReferenceStep(Step):
 
 def build(name: str, gray28: Tensor, rgb32: Tensor, batch: int, seed: int) -> Step:
     flags = {
-        "channels_last": name in ("ours-cl", "ours-cl-cat", "small-cnn"),
-        "concat": name in ("ours-cl-cat", "small-cnn", "small-cnn-joint", "small-cnn-compile"),
+        "channels_last": name in ("ours-cl", "ours-cl-cat", "small-cnn", "small-cnn-compile-cl"),
+        "concat": name in ("ours-cl-cat", "small-cnn", "small-cnn-joint", "small-cnn-compile",
+                           "small-cnn-compile-cl"),
         "bf16": name == "ours-bf16",
-        "compile": name == "small-cnn-compile",
+        "compile": name in ("small-cnn-compile", "small-cnn-compile-cl"),
     }
     if name in ("reference", "reference-w2"):
         return ReferenceStep(

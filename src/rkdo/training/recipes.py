@@ -25,7 +25,7 @@ RECIPES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
         "hidden_dim": 512, "temperature": 0.2, "crop_scale": 0.4, "jitter": 0.4,
         "batch_size": 256, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-5,
         "lr_schedule": "none", "epochs": 40, "probe_train_size": 10_000,
-        "channels_last": True, "compile": True,
+        "channels_last": True, "compile": False,
     }),
     "digits": MappingProxyType({
         "dataset": "digits", "encoder": "small-cnn", "width": 32, "embedding_dim": 64,
