@@ -40,7 +40,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["fixed_mean_kl", "fused_recursive_kl", "probabilities"]
+__all__ = ["fixed_mean_kl", "fused_recursive_kl", "probabilities", "softmax_recursive_kl"]
 
 
 def probabilities(log_p: Tensor) -> Tensor:
@@ -161,3 +161,164 @@ def fused_recursive_kl(
         raise ValueError(f"teacher and students must have one shape, got {sorted(shapes)}")
     return _RecursiveKL.apply(log_teacher.detach(), float(alpha), bool(detach_teacher),
                               *log_students)
+
+
+
+# --------------------------------------------------------------------------------------------
+# From the scores: softmaxes, recursion, KL and the gradient in one row-blocked pass
+
+
+def _mix_coefficients(c: list[float], alpha: float) -> tuple[float, list[float]]:
+    """``gamma = sum_{u>=1} c_u (1-a)^u`` and ``delta_v = a sum_{u>v} c_u (1-a)^(u-1-v)``: the
+    teacher parts ``sum_{u>=1} c_u p_u = gamma p_0 + sum_v delta_v q_v`` of the gradient."""
+    depth = len(c) - 1
+    gamma = sum(c[u] * (1.0 - alpha) ** u for u in range(1, depth + 1))
+    delta = [alpha * sum(c[u] * (1.0 - alpha) ** (u - 1 - v) for u in range(v + 1, depth + 1))
+             for v in range(depth + 1)]
+    return gamma, delta
+
+
+def _students(x: Tensor, c: list[float], first: int) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+    """``e_u = exp(c_u x)`` and ``Z_u = max(sum_j e_u, 1)`` for ``u >= first``. Every row with
+    an allowed entry has ``x <= 0`` and a 0, so ``Z_u >= 1`` there; an empty row gets 1."""
+    exps, sums = {}, {}
+    for u in range(first, len(c)):
+        exps[u] = torch.mul(x, c[u]).exp_()
+        sums[u] = exps[u].sum(dim=-1, keepdim=True).clamp_min_(1.0)
+    return exps, sums
+
+
+def _terms(x: Tensor, p0: Tensor, log_p0: Tensor, exps: dict[int, Tensor],
+           sums: dict[int, Tensor], mass: list[Tensor], c: list[float],
+           alpha: float) -> tuple[Tensor, dict[int, Tensor]]:
+    """``sum_t sum_ij p_t D_t`` over one row block, and ``F_t = D_t - (row constant)``.
+
+    ``p_t = kappa_t P_t`` with ``P_t = P_{t-1} + a / ((1-a)^t Z_{t-1}) e_{t-1}``,
+    ``kappa_t = (1-a)^t`` (``p_t = q_{t-1}`` at ``a = 1``, ``p_t = p_0`` at ``a = 0``), and
+    ``D_t = F_t + log kappa_t + log Z_t`` with ``F_t = nan_to_num(log P_t - c_t x)``.
+    """
+    big = math.sqrt(torch.finfo(x.dtype).max)
+    total, logs, mixed = x.new_zeros(()), {}, p0
+    for t in range(1, len(c)):
+        if alpha == 0.0:
+            f, log_kappa = torch.sub(log_p0, x, alpha=c[t]), 0.0
+        elif alpha == 1.0:  # log q_{t-1} = c_{t-1} x - log Z_{t-1}
+            mixed, log_kappa = exps[t - 1] / sums[t - 1], 0.0
+            f = torch.mul(x, c[t - 1] - c[t]).sub_(sums[t - 1].log())
+        else:
+            scale = sums[t - 1].reciprocal().mul_(alpha / (1.0 - alpha) ** t)
+            mixed = (torch.addcmul(mixed, exps[t - 1], scale) if t == 1
+                     else mixed.addcmul_(exps[t - 1], scale))
+            f, log_kappa = torch.log(mixed).sub_(x, alpha=c[t]), t * math.log1p(-alpha)
+        f.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
+        kappa = 1.0 if alpha in (0.0, 1.0) else (1.0 - alpha) ** t
+        total = total + _dot(mixed, f) * kappa + _dot(mass[t], sums[t].log().add_(log_kappa))
+        logs[t] = f
+    return total, logs
+
+
+def _gradient(out: Tensor, p0: Tensor, exps: dict[int, Tensor], sums: dict[int, Tensor],
+              logs: dict[int, Tensor], mass: list[Tensor], c: list[float], alpha: float,
+              through: bool) -> None:
+    """``dL/ds / w`` of one row block into ``out`` (the ``F_t`` are overwritten).
+
+    ``dL/ds = w sum_u q_u (c_u R_u + k_u) - w gamma p_0`` with, per row,
+    ``k_u = c_u (m_u - a rowdot(q_u, S_u)) - delta_u``, ``R_u = a S_u``,
+    ``S_{K-1} = F_K``, ``S_{u-1} = F_u + (1 - a) S_u`` (``R = 0`` without the teacher's
+    gradient) and ``m_u`` the mass of row ``p_u`` (0 for ``u = 0``).
+    """
+    depth, first = len(c) - 1, 0 if alpha > 0.0 else 1
+    gamma, delta = _mix_coefficients(c, alpha)
+    torch.mul(exps[depth], mass[depth] * (c[depth] / sums[depth]), out=out)
+    carry = logs[depth] if through else None  # S_u
+    for u in range(depth - 1, first - 1, -1):
+        k = (mass[u] * c[u] if u >= 1 else torch.zeros_like(sums[u])) - delta[u]
+        if carry is None:
+            out.addcmul_(exps[u], k.div_(sums[u]))
+            continue
+        k.sub_(torch.linalg.vecdot(exps[u], carry).unsqueeze(-1).div_(sums[u]),
+               alpha=alpha * c[u])
+        following = logs[u].add_(carry, alpha=1.0 - alpha) if u >= 1 else None
+        term = torch.addcmul(k.div_(sums[u]), carry, sums[u].reciprocal().mul_(alpha * c[u]),
+                             out=carry)
+        out.addcmul_(exps[u], term)
+        carry = following
+    out.add_(p0, alpha=-gamma)
+
+
+def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, c: list[float], alpha: float,
+           through: bool, out: Tensor | None) -> tuple[Tensor, Tensor]:
+    """One row block: ``(sum_t sum_ij p_t D_t, rows of p_K with mass)``; ``dL/ds / w`` into
+    ``out`` unless it is None."""
+    x = scores.clone() if mask is None else scores.masked_fill(~mask, -math.inf)
+    x.sub_(x.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x.dtype).min))
+    exps, sums = _students(x, c, 0 if alpha > 0.0 else 1)
+    p0 = probabilities(log_p0)
+    mass0 = p0.sum(dim=-1, keepdim=True)
+    student = 1.0 if mask is None else mask.any(dim=-1, keepdim=True).to(x.dtype)
+    mass = [mass0 * (1.0 - alpha) ** t + student * (1.0 - (1.0 - alpha) ** t)
+            for t in range(len(c))]
+    total, logs = _terms(x, p0, log_p0, exps, sums, mass, c, alpha)
+    if out is not None:
+        _gradient(out, p0, exps, sums, logs, mass, c, alpha, through)
+        if mask is not None:
+            out.masked_fill_(~mask, 0.0)
+    return total, (mass[-1] > 0).sum()
+
+
+class _SoftmaxRecursiveKL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores: Tensor, log_teacher: Tensor, mask: Tensor | None,
+                taus: tuple[float, ...], alpha: float, through: bool, rows: int) -> Tensor:
+        with torch.autocast(device_type=scores.device.type, enabled=False):
+            teacher = log_teacher.to(scores.dtype)
+            grad = torch.empty_like(scores) if ctx.needs_input_grad[0] else None
+            c = [1.0 / tau for tau in taus]
+            totals, counts = [], []
+            for start in range(0, scores.shape[0], rows):
+                part = slice(start, start + rows)
+                total, count = _block(scores[part], teacher[part],
+                                      None if mask is None else mask[part], c, alpha, through,
+                                      None if grad is None else grad[part])
+                totals.append(total)
+                counts.append(count)
+            weight = torch.stack(counts).sum().clamp_min(1).to(scores.dtype).reciprocal()
+            value = torch.stack(totals).sum() * weight
+        ctx.save_for_backward(grad, weight)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_value: Tensor):
+        grad, weight = ctx.saved_tensors
+        return grad * (grad_value * weight), None, None, None, None, None, None
+
+
+def softmax_recursive_kl(
+    log_teacher: Tensor,
+    scores: Tensor,
+    temperatures: list[float],
+    alpha: float,
+    *,
+    mask: Tensor | None = None,
+    detach_teacher: bool = False,
+    block_elements: int = 1 << 15,
+) -> Tensor:
+    """:func:`fused_recursive_kl` of the students ``log_softmax(scores / tau_u)`` (``u = 0..K``,
+    restricted to ``mask``), from the scores: one autograd node whose gradient is formed in the
+    forward pass, row block by row block (``block_elements`` entries per block).
+
+    With ``alpha = 0`` the teacher stays ``p(0)`` and ``q(0)`` is never formed: ``K = 1`` and
+    ``temperatures = [tau, tau]`` is I-Con's ``1/n sum_i KL(p(.|i) || q(.|i))``.
+    """
+    if scores.dim() != 2 or log_teacher.shape != scores.shape or (
+            mask is not None and mask.shape != scores.shape):
+        raise ValueError(f"teacher, scores and mask must have one (B, N) shape, got "
+                         f"{tuple(log_teacher.shape)}, {tuple(scores.shape)} and "
+                         f"{None if mask is None else tuple(mask.shape)}")
+    if len(temperatures) < 2:
+        raise ValueError("softmax_recursive_kl needs the temperatures tau_0..tau_K, K >= 1")
+    rows = max(1, block_elements // max(1, scores.shape[1]))
+    through = alpha > 0.0 and not detach_teacher
+    return _SoftmaxRecursiveKL.apply(scores, log_teacher.detach(), mask,
+                                     tuple(float(t) for t in temperatures), float(alpha),
+                                     through, rows)
