@@ -173,22 +173,32 @@ def fused_recursive_kl(
 
 
 class _Plan(NamedTuple):
-    """Per-call constants of :func:`softmax_recursive_kl` (Python numbers: no device work)."""
+    """Per-call constants of :func:`softmax_recursive_kl` (see the module docstring)."""
 
-    c: list[float]  # 1 / tau_u, u = 0..K
+    c: list[float]  # c_u = 1 / tau_u, u = 0..K
     alpha: float
-    through: bool
+    through: bool  # gradient through the teacher
     gamma: float  # sum_{u>=1} c_u p_u = gamma p_0 + sum_v delta_v q_v
-    delta: list[float]
+    delta_t: Tensor  # delta_u, (K+1, 1, 1)
+    direct_t: Tensor  # c_u for u >= 1, 0 for u = 0, (K+1, 1, 1)
+    lift_t: Tensor  # a c_u for u < K, (K, 1, 1)
+    log_kappa: Tensor  # log (1-a)^t for t = 1..K (0 at a = 1), (K,)
 
 
-def _plan(taus: tuple[float, ...], alpha: float, through: bool) -> _Plan:
+def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) -> _Plan:
     c, keep = [1.0 / tau for tau in taus], 1.0 - alpha
     depth = len(c) - 1
     gamma = sum(c[u] * keep ** u for u in range(1, depth + 1))
     delta = [alpha * sum(c[u] * keep ** (u - 1 - v) for u in range(v + 1, depth + 1))
              for v in range(depth + 1)]
-    return _Plan(c, alpha, through, gamma, delta)
+    log_keep = math.log(keep) if 0.0 < keep < 1.0 else 0.0
+
+    def column(values: list[float]) -> Tensor:
+        return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None, None]
+
+    return _Plan(c, alpha, through, gamma, column(delta), column([0.0, *c[1:]]),
+                 column([alpha * cu for cu in c[:depth]]),
+                 column([t * log_keep for t in range(1, depth + 1)]).view(-1))
 
 
 def _shifted(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -198,24 +208,56 @@ def _shifted(scores: Tensor, mask: Tensor | None) -> Tensor:
     return x.sub_(x.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x.dtype).min))
 
 
-def _softmaxes(x: Tensor, c: list[float]) -> tuple[Tensor, Tensor]:
-    """``q_u = exp(c_u x) / Z_u`` stacked, (len(c), b, N), and ``Z_u = max(sum_j, 1)``,
-    (len(c), b, 1): ``Z_u >= 1`` in every row with an allowed entry, an empty row gets 1.
-    ``exp(y) = 2^(y / ln 2)``: CPUs compute ``exp2`` about twice as fast as ``exp``."""
-    students = x.new_empty((len(c), *x.shape))
+def _exponentials(x: Tensor, c: list[float]) -> tuple[Tensor, Tensor]:
+    """``e_u = exp(c_u x)`` stacked, (len(c), b, N), and ``Z_u = max(sum_j e_u, 1)``,
+    (len(c), b, 1), so ``q_u = e_u / Z_u``. ``Z_u >= 1`` in every row with an allowed entry
+    (it holds an ``x = 0``), an empty row gets 1. ``exp(y) = 2^(y / ln 2)``: CPUs compute
+    ``exp2`` about twice as fast as ``exp``."""
+    exps = x.new_empty((len(c), *x.shape))
     for u, cu in enumerate(c):
-        torch.mul(x, cu / math.log(2.0), out=students[u])
-    sums = students.exp2_().sum(dim=-1, keepdim=True).clamp_min_(1.0)
-    return students.mul_(sums.reciprocal()), sums
+        torch.mul(x, cu / math.log(2.0), out=exps[u])
+    return exps, exps.exp2_().sum(dim=-1, keepdim=True).clamp_min_(1.0)
 
 
-def _masses(p0: Tensor, mask: Tensor | None, alpha: float, depth: int) -> Tensor:
+def _teacher(log_p0: Tensor, exact: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``p_0``, its row masses ``m_0`` (b, 1) and the ``log p_0`` that goes with it.
+
+    ``exact``: :func:`probabilities`. Otherwise ``p_0 = exp(max(log p_0, floor))``: every
+    entry at least ``e^floor`` (``8.7e-38`` in float32), so every mixture ``p_t`` is positive
+    and ``log p_t`` finite without a pass of ``nan_to_num``; a row whose mass is only floors is
+    counted empty, as :func:`probabilities` makes it.
+    """
+    if exact:
+        p0 = probabilities(log_p0)
+        return p0, p0.sum(dim=-1, keepdim=True), log_p0
+    floor = math.log(torch.finfo(log_p0.dtype).tiny) + 2.0
+    clamped = log_p0.clamp_min(floor)
+    p0 = clamped.exp()
+    mass0 = p0.sum(dim=-1, keepdim=True)
+    return p0, mass0.mul_(mass0 > 2.0 * log_p0.shape[-1] * math.exp(floor)), clamped
+
+
+def _masses(mass0: Tensor, mask: Tensor | None, alpha: float, depth: int) -> Tensor:
     """Row masses ``m_t = sum_j p_t`` (K+1, b, 1): ``(1-a)^t m_0 + (1 - (1-a)^t) [q row
     has an allowed entry]``, since every ``q_u`` row sums to 1 or is empty."""
-    mass0 = p0.sum(dim=-1, keepdim=True)
-    student = 1.0 if mask is None else mask.any(dim=-1, keepdim=True).to(p0.dtype)
+    student = 1.0 if mask is None else mask.any(dim=-1, keepdim=True).to(mass0.dtype)
     keep = [(1.0 - alpha) ** t for t in range(depth + 1)]
     return torch.stack([mass0 * keep[t] + student * (1.0 - keep[t]) for t in range(depth + 1)])
+
+
+def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, alpha: float) -> tuple[Tensor, list]:
+    """``P_t`` (K, b, N) with ``p_t = kappa_t P_t``: ``P_t = P_{t-1} + a / (1-a)^t q_{t-1}``,
+    ``P_0 = p_0``, ``kappa_t = (1-a)^t`` (``P_t = q_{t-1}``, ``kappa_t = 1`` at ``a = 1``).
+    Scaling by ``kappa_t`` is what lets ``q = e / Z`` enter unnormalised."""
+    depth = exps.shape[0] - 1
+    mixed = exps.new_empty((depth, *exps.shape[1:]))
+    if alpha == 1.0:
+        torch.mul(exps[:depth], inverse[:depth], out=mixed)
+        return mixed, [1.0] * depth
+    for t in range(1, depth + 1):
+        torch.addcmul(p0 if t == 1 else mixed[t - 2], exps[t - 1],
+                      inverse[t - 1] * (alpha / (1.0 - alpha) ** t), out=mixed[t - 1])
+    return mixed, [(1.0 - alpha) ** t for t in range(1, depth + 1)]
 
 
 def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
@@ -223,39 +265,48 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
     """One row block for ``alpha > 0``: ``(sum_t sum_ij p_t D_t, row masses)``, and
     ``dL/ds / w`` into ``out`` unless it is None (see the module docstring)."""
     c, alpha, depth = plan.c, plan.alpha, len(plan.c) - 1
-    big = math.sqrt(torch.finfo(x.dtype).max)
-    students, sums = _softmaxes(x, c)
-    p0 = probabilities(log_p0)
-    mass = _masses(p0, mask, alpha, depth)
-    mixed = x.new_empty((depth, *x.shape))  # p_1 .. p_K
-    for t in range(1, depth + 1):
-        torch.lerp(p0 if t == 1 else mixed[t - 2], students[t - 1], alpha, out=mixed[t - 1])
-    logs = torch.log(mixed)  # F_t = log p_t - c_t x = D_t - log Z_t
+    exps, sums = _exponentials(x, c)
+    inverse = sums.reciprocal()
+    p0, mass0, _ = _teacher(log_p0, exact=mask is not None)
+    mass = _masses(mass0, mask, alpha, depth)
+    mixed, kappa = _mixtures(p0, exps, inverse, alpha)
+    logs = torch.log(mixed)  # F_t = log P_t - c_t x = D_t - log Z_t - log kappa_t
     for t in range(1, depth + 1):
         logs[t - 1].sub_(x, alpha=c[t])
-    logs.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
-    total = sum(_dot(mixed[t], logs[t]) for t in range(depth)) + _dot(mass[1:], sums[1:].log())
-    if out is None:
-        return total, mass[-1]
-    rows = mass * torch.tensor(c, dtype=x.dtype, device=x.device)[:, None, None]
-    rows[0].zero_()
-    rows.sub_(torch.tensor(plan.delta, dtype=x.dtype, device=x.device)[:, None, None])
+    if mask is not None:
+        big = math.sqrt(torch.finfo(x.dtype).max)
+        logs.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
+    total = _dot(mass[1:], sums[1:].log().add_(plan.log_kappa[:, None, None]))
+    for t in range(depth):
+        total = total + _dot(mixed[t], logs[t]) * kappa[t]
+    if out is not None:
+        _recursive_gradient(out, p0, exps, inverse, logs, mass, plan)
+    return total, mass[-1]
+
+
+def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
+                        logs: Tensor, mass: Tensor, plan: _Plan) -> None:
+    """``dL/ds / w = sum_u q_u (a c_u S_u + k_u) - gamma p_0`` into ``out`` (``logs`` is
+    overwritten), ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u`` (``m_0 := 0``)."""
+    alpha, depth = plan.alpha, len(plan.c) - 1
+    rows = torch.addcmul(-plan.delta_t, mass, plan.direct_t)
     if plan.through:
         for u in range(depth - 1, 0, -1):  # S_{u-1} = F_u + (1 - a) S_u, S_{K-1} = F_K
             logs[u - 1].add_(logs[u], alpha=1.0 - alpha)
-        lifted = logs.mul_(students[:depth])  # q_u S_u
-        scale = torch.tensor([alpha * cu for cu in c[:depth]], dtype=x.dtype, device=x.device)
-        rows[:depth].sub_(lifted.sum(dim=-1, keepdim=True).mul_(scale[:, None, None]))
-        torch.mul(lifted[0], alpha * c[0], out=out)
+        lifted = logs.mul_(exps[:depth])  # e_u S_u
+        weights = inverse[:depth] * plan.lift_t  # a c_u / Z_u
+        rows[:depth].sub_(lifted.sum(dim=-1, keepdim=True).mul_(weights))
+        torch.mul(lifted[0], weights[0], out=out)
         for u in range(1, depth):
-            out.add_(lifted[u], alpha=alpha * c[u])
-        out.addcmul_(students[0], rows[0])
+            out.addcmul_(lifted[u], weights[u])
+        first = 0
     else:
-        torch.mul(students[0], rows[0], out=out)
-    for u in range(1, depth + 1):
-        out.addcmul_(students[u], rows[u])
+        torch.mul(exps[0], rows[0] * inverse[0], out=out)
+        first = 1
+    rows.mul_(inverse)
+    for u in range(first, depth + 1):
+        out.addcmul_(exps[u], rows[u])
     out.add_(p0, alpha=-plan.gamma)
-    return total, mass[-1]
 
 
 def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
@@ -263,18 +314,21 @@ def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
     """One row block for ``alpha = 0`` (``p_t = p_0``, ``q_0`` unused), as
     :func:`_recursive_block`: ``D_t = log p_0 - c_t x + log Z_t``,
     ``dL/ds / w = sum_{u>=1} c_u (m_0 q_u - p_0)``."""
-    c, big = plan.c[1:], math.sqrt(torch.finfo(x.dtype).max)
-    students, sums = _softmaxes(x, c)
-    p0 = probabilities(log_p0)
-    mass0 = p0.sum(dim=-1, keepdim=True)
+    c, exact = plan.c[1:], mask is not None
+    exps, sums = _exponentials(x, c)
+    p0, mass0, log_p0 = _teacher(log_p0, exact)
     total, ratio = _dot(mass0, sums.log().sum(dim=0)), None
     for cu in c:
         ratio = torch.sub(log_p0, x, alpha=cu, out=ratio)
-        total = total + _dot(p0, ratio.nan_to_num_(nan=0.0, posinf=big, neginf=-big))
+        if exact:
+            big = math.sqrt(torch.finfo(x.dtype).max)
+            ratio.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
+        total = total + _dot(p0, ratio)
     if out is not None:
-        torch.mul(students[0], mass0 * c[0], out=out)
+        weights = sums.reciprocal().mul_(mass0).mul_(plan.direct_t[1:])  # c_u m_0 / Z_u
+        torch.mul(exps[0], weights[0], out=out)
         for u in range(1, len(c)):
-            out.addcmul_(students[u], mass0 * c[u])
+            out.addcmul_(exps[u], weights[u])
         out.add_(p0, alpha=-plan.gamma)
     return total, mass0
 
@@ -292,9 +346,10 @@ def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
 
 class _SoftmaxRecursiveKL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores: Tensor, log_teacher: Tensor, mask: Tensor | None, plan: _Plan,
-                rows: int) -> Tensor:
+    def forward(ctx, scores: Tensor, log_teacher: Tensor, mask: Tensor | None,
+                taus: tuple[float, ...], alpha: float, through: bool, rows: int) -> Tensor:
         with torch.autocast(device_type=scores.device.type, enabled=False):
+            plan = _plan(taus, alpha, through, scores)
             teacher = log_teacher.to(scores.dtype)
             grad = torch.empty_like(scores) if ctx.needs_input_grad[0] else None
             totals, counts = [], []
@@ -313,7 +368,7 @@ class _SoftmaxRecursiveKL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_value: Tensor):
         grad, weight = ctx.saved_tensors
-        return grad * (grad_value * weight), None, None, None, None
+        return grad * (grad_value * weight), None, None, None, None, None, None
 
 
 def softmax_recursive_kl(
@@ -324,7 +379,7 @@ def softmax_recursive_kl(
     *,
     mask: Tensor | None = None,
     detach_teacher: bool = False,
-    block_elements: int = 1 << 15,
+    block_elements: int = 1 << 17,
 ) -> Tensor:
     """:func:`fused_recursive_kl` of the students ``log_softmax(scores / tau_u)`` (``u = 0..K``,
     restricted to ``mask``), from the scores: one autograd node whose gradient is formed in the
@@ -341,6 +396,6 @@ def softmax_recursive_kl(
     if len(temperatures) < 2:
         raise ValueError("softmax_recursive_kl needs the temperatures tau_0..tau_K, K >= 1")
     rows = max(1, block_elements // max(1, scores.shape[1]))
-    plan = _plan(tuple(float(t) for t in temperatures), float(alpha),
-                 alpha > 0.0 and not detach_teacher)
-    return _SoftmaxRecursiveKL.apply(scores, log_teacher.detach(), mask, plan, rows)
+    return _SoftmaxRecursiveKL.apply(scores, log_teacher.detach(), mask,
+                                     tuple(float(t) for t in temperatures), float(alpha),
+                                     alpha > 0.0 and not detach_teacher, rows)
