@@ -183,6 +183,8 @@ class _Plan(NamedTuple):
     direct_t: Tensor  # c_u for u >= 1, 0 for u = 0, (K+1, 1, 1)
     lift_t: Tensor  # a c_u for u < K, (K, 1, 1)
     log_kappa: Tensor  # log (1-a)^t for t = 1..K (0 at a = 1), (K,)
+    keep_t: Tensor  # (1-a)^t, t = 0..K, (K+1, 1, 1)
+    fresh_t: Tensor  # 1 - (1-a)^t, (K+1, 1, 1)
 
 
 def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) -> _Plan:
@@ -198,28 +200,54 @@ def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) ->
 
     return _Plan(c, alpha, through, gamma, column(delta), column([0.0, *c[1:]]),
                  column([alpha * cu for cu in c[:depth]]),
-                 column([t * log_keep for t in range(1, depth + 1)]).view(-1))
+                 column([t * log_keep for t in range(1, depth + 1)]).view(-1),
+                 column([keep ** t for t in range(depth + 1)]),
+                 column([1.0 - keep ** t for t in range(depth + 1)]))
 
 
-def _shifted(scores: Tensor, mask: Tensor | None) -> Tensor:
+class _Workspace(NamedTuple):
+    """Buffers of one row block, allocated once per call and reused by every block (a fresh
+    allocation per block costs more in page faults than the arithmetic done in it)."""
+
+    x: Tensor  # (b, N)
+    exps: Tensor  # (students, b, N)
+    p0: Tensor  # (b, N)
+    log_p0: Tensor  # (b, N)
+    mixed: Tensor  # (K, b, N)
+    logs: Tensor  # (K, b, N)
+
+    @staticmethod
+    def create(rows: int, like: Tensor, students: int, depth: int) -> _Workspace:
+        shape, mixing = (rows, like.shape[-1]), depth if students > depth else 0
+        return _Workspace(like.new_empty(shape), like.new_empty((students, *shape)),
+                          like.new_empty(shape), like.new_empty(shape),
+                          like.new_empty((mixing, *shape)), like.new_empty((depth, *shape)))
+
+    def first(self, rows: int) -> _Workspace:
+        return _Workspace(*(buffer[:rows] if buffer.dim() == 2 else buffer[:, :rows]
+                            for buffer in self))
+
+
+def _shifted(scores: Tensor, mask: Tensor | None, out: Tensor) -> Tensor:
     """``x = s - max_j s`` over the allowed entries (``-inf`` elsewhere; an empty row stays
     ``-inf``): ``x <= 0`` with a 0 in every row that has an allowed entry."""
-    x = scores.clone() if mask is None else scores.masked_fill(~mask, -math.inf)
-    return x.sub_(x.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x.dtype).min))
+    if mask is not None:
+        scores = out.copy_(scores).masked_fill_(~mask, -math.inf)
+    shift = scores.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(scores.dtype).min)
+    return torch.sub(scores, shift, out=out)
 
 
-def _exponentials(x: Tensor, c: list[float]) -> tuple[Tensor, Tensor]:
-    """``e_u = exp(c_u x)`` stacked, (len(c), b, N), and ``Z_u = max(sum_j e_u, 1)``,
+def _exponentials(x: Tensor, c: list[float], out: Tensor) -> Tensor:
+    """``e_u = exp(c_u x)`` into ``out`` (len(c), b, N); returns ``Z_u = max(sum_j e_u, 1)``,
     (len(c), b, 1), so ``q_u = e_u / Z_u``. ``Z_u >= 1`` in every row with an allowed entry
     (it holds an ``x = 0``), an empty row gets 1. ``exp(y) = 2^(y / ln 2)``: CPUs compute
     ``exp2`` about twice as fast as ``exp``."""
-    exps = x.new_empty((len(c), *x.shape))
     for u, cu in enumerate(c):
-        torch.mul(x, cu / math.log(2.0), out=exps[u])
-    return exps, exps.exp2_().sum(dim=-1, keepdim=True).clamp_min_(1.0)
+        torch.mul(x, cu / math.log(2.0), out=out[u])
+    return out.exp2_().sum(dim=-1, keepdim=True).clamp_min_(1.0)
 
 
-def _teacher(log_p0: Tensor, exact: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _teacher(log_p0: Tensor, exact: bool, ws: _Workspace) -> tuple[Tensor, Tensor, Tensor]:
     """``p_0``, its row masses ``m_0`` (b, 1) and the ``log p_0`` that goes with it.
 
     ``exact``: :func:`probabilities`. Otherwise ``p_0 = exp(max(log p_0, floor))``: every
@@ -228,49 +256,49 @@ def _teacher(log_p0: Tensor, exact: bool) -> tuple[Tensor, Tensor, Tensor]:
     counted empty, as :func:`probabilities` makes it.
     """
     if exact:
-        p0 = probabilities(log_p0)
+        p0 = probabilities(log_p0, out=ws.p0)
         return p0, p0.sum(dim=-1, keepdim=True), log_p0
     floor = math.log(torch.finfo(log_p0.dtype).tiny) + 2.0
-    clamped = log_p0.clamp_min(floor)
-    p0 = clamped.exp()
+    clamped = torch.clamp_min(log_p0, floor, out=ws.log_p0)
+    p0 = torch.exp(clamped, out=ws.p0)
     mass0 = p0.sum(dim=-1, keepdim=True)
     return p0, mass0.mul_(mass0 > 2.0 * log_p0.shape[-1] * math.exp(floor)), clamped
 
 
-def _masses(mass0: Tensor, mask: Tensor | None, alpha: float, depth: int) -> Tensor:
+def _masses(mass0: Tensor, mask: Tensor | None, plan: _Plan) -> Tensor:
     """Row masses ``m_t = sum_j p_t`` (K+1, b, 1): ``(1-a)^t m_0 + (1 - (1-a)^t) [q row
     has an allowed entry]``, since every ``q_u`` row sums to 1 or is empty."""
-    student = 1.0 if mask is None else mask.any(dim=-1, keepdim=True).to(mass0.dtype)
-    keep = [(1.0 - alpha) ** t for t in range(depth + 1)]
-    return torch.stack([mass0 * keep[t] + student * (1.0 - keep[t]) for t in range(depth + 1)])
+    fresh = plan.fresh_t if mask is None else plan.fresh_t * mask.any(dim=-1, keepdim=True)
+    return torch.addcmul(fresh, plan.keep_t, mass0)
 
 
-def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, alpha: float) -> tuple[Tensor, list]:
-    """``P_t`` (K, b, N) with ``p_t = kappa_t P_t``: ``P_t = P_{t-1} + a / (1-a)^t q_{t-1}``,
-    ``P_0 = p_0``, ``kappa_t = (1-a)^t`` (``P_t = q_{t-1}``, ``kappa_t = 1`` at ``a = 1``).
-    Scaling by ``kappa_t`` is what lets ``q = e / Z`` enter unnormalised."""
-    depth = exps.shape[0] - 1
-    mixed = exps.new_empty((depth, *exps.shape[1:]))
+def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, alpha: float,
+              out: Tensor) -> list[float]:
+    """``P_t`` into ``out`` (K, b, N) with ``p_t = kappa_t P_t``: ``P_0 = p_0``,
+    ``P_t = P_{t-1} + a / (1-a)^t q_{t-1}``, ``kappa_t = (1-a)^t`` (``P_t = q_{t-1}``,
+    ``kappa_t = 1`` at ``a = 1``); returns the ``kappa_t``. Scaling by ``kappa_t`` is what
+    lets ``q = e / Z`` enter unnormalised."""
+    depth = out.shape[0]
     if alpha == 1.0:
-        torch.mul(exps[:depth], inverse[:depth], out=mixed)
-        return mixed, [1.0] * depth
+        torch.mul(exps[:depth], inverse[:depth], out=out)
+        return [1.0] * depth
     for t in range(1, depth + 1):
-        torch.addcmul(p0 if t == 1 else mixed[t - 2], exps[t - 1],
-                      inverse[t - 1] * (alpha / (1.0 - alpha) ** t), out=mixed[t - 1])
-    return mixed, [(1.0 - alpha) ** t for t in range(1, depth + 1)]
+        torch.addcmul(p0 if t == 1 else out[t - 2], exps[t - 1],
+                      inverse[t - 1] * (alpha / (1.0 - alpha) ** t), out=out[t - 1])
+    return [(1.0 - alpha) ** t for t in range(1, depth + 1)]
 
 
 def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
-                     out: Tensor | None) -> tuple[Tensor, Tensor]:
+                     ws: _Workspace, out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block for ``alpha > 0``: ``(sum_t sum_ij p_t D_t, row masses)``, and
     ``dL/ds / w`` into ``out`` unless it is None (see the module docstring)."""
-    c, alpha, depth = plan.c, plan.alpha, len(plan.c) - 1
-    exps, sums = _exponentials(x, c)
+    c, depth = plan.c, len(plan.c) - 1
+    sums = _exponentials(x, c, ws.exps)
     inverse = sums.reciprocal()
-    p0, mass0, _ = _teacher(log_p0, exact=mask is not None)
-    mass = _masses(mass0, mask, alpha, depth)
-    mixed, kappa = _mixtures(p0, exps, inverse, alpha)
-    logs = torch.log(mixed)  # F_t = log P_t - c_t x = D_t - log Z_t - log kappa_t
+    p0, mass0, _ = _teacher(log_p0, mask is not None, ws)
+    mass = _masses(mass0, mask, plan)
+    kappa = _mixtures(p0, ws.exps, inverse, plan.alpha, ws.mixed)
+    logs = torch.log(ws.mixed, out=ws.logs)  # F_t = log P_t - c_t x = D_t - log (Z_t kappa_t)
     for t in range(1, depth + 1):
         logs[t - 1].sub_(x, alpha=c[t])
     if mask is not None:
@@ -278,9 +306,9 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
         logs.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
     total = _dot(mass[1:], sums[1:].log().add_(plan.log_kappa[:, None, None]))
     for t in range(depth):
-        total = total + _dot(mixed[t], logs[t]) * kappa[t]
+        total = total + _dot(ws.mixed[t], logs[t]) * kappa[t]
     if out is not None:
-        _recursive_gradient(out, p0, exps, inverse, logs, mass, plan)
+        _recursive_gradient(out, p0, ws.exps, inverse, logs, mass, plan)
     return total, mass[-1]
 
 
@@ -310,39 +338,41 @@ def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
 
 
 def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
-                 out: Tensor | None) -> tuple[Tensor, Tensor]:
+                 ws: _Workspace, out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block for ``alpha = 0`` (``p_t = p_0``, ``q_0`` unused), as
     :func:`_recursive_block`: ``D_t = log p_0 - c_t x + log Z_t``,
     ``dL/ds / w = sum_{u>=1} c_u (m_0 q_u - p_0)``."""
     c, exact = plan.c[1:], mask is not None
-    exps, sums = _exponentials(x, c)
-    p0, mass0, log_p0 = _teacher(log_p0, exact)
-    total, ratio = _dot(mass0, sums.log().sum(dim=0)), None
+    sums = _exponentials(x, c, ws.exps)
+    p0, mass0, log_p0 = _teacher(log_p0, exact, ws)
+    total = _dot(mass0, sums.log().sum(dim=0))
     for cu in c:
-        ratio = torch.sub(log_p0, x, alpha=cu, out=ratio)
+        ratio = torch.sub(log_p0, x, alpha=cu, out=ws.logs[0])
         if exact:
             big = math.sqrt(torch.finfo(x.dtype).max)
             ratio.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
         total = total + _dot(p0, ratio)
     if out is not None:
         weights = sums.reciprocal().mul_(mass0).mul_(plan.direct_t[1:])  # c_u m_0 / Z_u
-        torch.mul(exps[0], weights[0], out=out)
+        torch.mul(ws.exps[0], weights[0], out=out)
         for u in range(1, len(c)):
-            out.addcmul_(exps[u], weights[u])
+            out.addcmul_(ws.exps[u], weights[u])
         out.add_(p0, alpha=-plan.gamma)
     return total, mass0
 
 
-def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
+def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan, ws: _Workspace,
            out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block: ``(sum_t sum_ij p_t D_t, rows of p_K with mass)``; ``dL/ds / w`` into
     ``out`` unless it is None."""
-    x = _shifted(scores, mask)
+    ws = ws.first(scores.shape[0])
+    x = _shifted(scores, mask, ws.x)
     body = _fixed_block if plan.alpha == 0.0 else _recursive_block
-    total, mass = body(x, log_p0, mask, plan, out)
+    total, mass = body(x, log_p0, mask, plan, ws, out)
     if out is not None and mask is not None:
         out.masked_fill_(~mask, 0.0)
     return total, (mass > 0).sum()
+
 
 class _SoftmaxRecursiveKL(torch.autograd.Function):
     @staticmethod
@@ -352,11 +382,14 @@ class _SoftmaxRecursiveKL(torch.autograd.Function):
             plan = _plan(taus, alpha, through, scores)
             teacher = log_teacher.to(scores.dtype)
             grad = torch.empty_like(scores) if ctx.needs_input_grad[0] else None
+            depth = len(taus) - 1
+            ws = _Workspace.create(min(rows, scores.shape[0]), scores,
+                                   depth + 1 if alpha > 0.0 else depth, depth)
             totals, counts = [], []
             for start in range(0, scores.shape[0], rows):
                 part = slice(start, start + rows)
                 total, count = _block(scores[part], teacher[part],
-                                      None if mask is None else mask[part], plan,
+                                      None if mask is None else mask[part], plan, ws,
                                       None if grad is None else grad[part])
                 totals.append(total)
                 counts.append(count)
