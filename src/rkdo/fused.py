@@ -260,7 +260,7 @@ def _teacher(log_p0: Tensor, exact: bool, ws: _Workspace) -> tuple[Tensor, Tenso
         return p0, p0.sum(dim=-1, keepdim=True), log_p0
     floor = math.log(torch.finfo(log_p0.dtype).tiny) + 2.0
     clamped = torch.clamp_min(log_p0, floor, out=ws.log_p0)
-    p0 = torch.exp(clamped, out=ws.p0)
+    p0 = torch.mul(clamped, 1.0 / math.log(2.0), out=ws.p0).exp2_()
     mass0 = p0.sum(dim=-1, keepdim=True)
     return p0, mass0.mul_(mass0 > 2.0 * log_p0.shape[-1] * math.exp(floor)), clamped
 
