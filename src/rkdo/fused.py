@@ -181,7 +181,7 @@ class _Plan(NamedTuple):
     gamma: float  # sum_{u>=1} c_u p_u = gamma p_0 + sum_v delta_v q_v
     delta_t: Tensor  # delta_u, (K+1, 1, 1)
     direct_t: Tensor  # c_u for u >= 1, 0 for u = 0, (K+1, 1, 1)
-    lift_t: Tensor  # a c_u for u < K, (K, 1, 1)
+    lift_t: Tensor  # a c_u ln 2 for u < K, (K, 1, 1) (the F_t are stored as F_t / ln 2)
     log_kappa: Tensor  # log (1-a)^t for t = 1..K (0 at a = 1), (K,)
     keep_t: Tensor  # (1-a)^t, t = 0..K, (K+1, 1, 1)
     fresh_t: Tensor  # 1 - (1-a)^t, (K+1, 1, 1)
@@ -199,7 +199,7 @@ def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) ->
         return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None, None]
 
     return _Plan(c, alpha, through, gamma, column(delta), column([0.0, *c[1:]]),
-                 column([alpha * cu for cu in c[:depth]]),
+                 column([alpha * cu * math.log(2.0) for cu in c[:depth]]),
                  column([t * log_keep for t in range(1, depth + 1)]).view(-1),
                  column([keep ** t for t in range(depth + 1)]),
                  column([1.0 - keep ** t for t in range(depth + 1)]))
@@ -224,6 +224,8 @@ class _Workspace(NamedTuple):
                           like.new_empty((mixing, *shape)), like.new_empty((depth, *shape)))
 
     def first(self, rows: int) -> _Workspace:
+        if rows == self.x.shape[0]:
+            return self
         return _Workspace(*(buffer[:rows] if buffer.dim() == 2 else buffer[:, :rows]
                             for buffer in self))
 
@@ -298,15 +300,16 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
     p0, mass0, _ = _teacher(log_p0, mask is not None, ws)
     mass = _masses(mass0, mask, plan)
     kappa = _mixtures(p0, ws.exps, inverse, plan.alpha, ws.mixed)
-    logs = torch.log(ws.mixed, out=ws.logs)  # F_t = log P_t - c_t x = D_t - log (Z_t kappa_t)
+    # F_t / ln 2 = log2 P_t - c_t x / ln 2, F_t = D_t - log (Z_t kappa_t); log2 is the faster
+    logs = torch.log2(ws.mixed, out=ws.logs)
     for t in range(1, depth + 1):
-        logs[t - 1].sub_(x, alpha=c[t])
+        logs[t - 1].sub_(x, alpha=c[t] / math.log(2.0))
     if mask is not None:
         big = math.sqrt(torch.finfo(x.dtype).max)
         logs.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
     total = _dot(mass[1:], sums[1:].log().add_(plan.log_kappa[:, None, None]))
     for t in range(depth):
-        total = total + _dot(ws.mixed[t], logs[t]) * kappa[t]
+        total = total + _dot(ws.mixed[t], logs[t]) * (kappa[t] * math.log(2.0))
     if out is not None:
         _recursive_gradient(out, p0, ws.exps, inverse, logs, mass, plan)
     return total, mass[-1]
@@ -314,15 +317,16 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
 
 def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
                         logs: Tensor, mass: Tensor, plan: _Plan) -> None:
-    """``dL/ds / w = sum_u q_u (a c_u S_u + k_u) - gamma p_0`` into ``out`` (``logs`` is
-    overwritten), ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u`` (``m_0 := 0``)."""
+    """``dL/ds / w = sum_u q_u (a c_u S_u + k_u) - gamma p_0`` into ``out`` (``logs``, the
+    ``F_t / ln 2``, is overwritten), ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u``
+    (``m_0 := 0``)."""
     alpha, depth = plan.alpha, len(plan.c) - 1
     rows = torch.addcmul(-plan.delta_t, mass, plan.direct_t)
     if plan.through:
         for u in range(depth - 1, 0, -1):  # S_{u-1} = F_u + (1 - a) S_u, S_{K-1} = F_K
             logs[u - 1].add_(logs[u], alpha=1.0 - alpha)
         lifted = logs.mul_(exps[:depth])  # e_u S_u
-        weights = inverse[:depth] * plan.lift_t  # a c_u / Z_u
+        weights = inverse[:depth] * plan.lift_t  # a c_u ln 2 / Z_u
         rows[:depth].sub_(lifted.sum(dim=-1, keepdim=True).mul_(weights))
         torch.mul(lifted[0], weights[0], out=out)
         for u in range(1, depth):
