@@ -41,7 +41,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["fixed_mean_kl", "fused_recursive_kl", "probabilities", "softmax_recursive_kl"]
+__all__ = ["fixed_mean_kl", "fused_recursive_kl", "probabilities", "softmax_mean_kl",
+           "softmax_recursive_kl"]
 
 
 def probabilities(log_p: Tensor, out: Tensor | None = None) -> Tensor:
@@ -436,3 +437,12 @@ def softmax_recursive_kl(
     return _SoftmaxRecursiveKL.apply(scores, log_teacher.detach(), mask,
                                      tuple(float(t) for t in temperatures), float(alpha),
                                      alpha > 0.0 and not detach_teacher, rows)
+
+
+def softmax_mean_kl(log_teacher: Tensor, scores: Tensor, temperature: float, *,
+                    mask: Tensor | None = None, block_elements: int = 1 << 17) -> Tensor:
+    """I-Con's ``1/n sum_i KL(p(.|i) || q(.|i))`` with ``q = log_softmax(scores / tau)``
+    (restricted to ``mask``), from the scores: :func:`softmax_recursive_kl` at ``alpha = 0``,
+    ``K = 1``."""
+    return softmax_recursive_kl(log_teacher, scores, [temperature, temperature], 0.0,
+                                mask=mask, block_elements=block_elements)

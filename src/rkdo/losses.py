@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rkdo._validation import check_int, check_unit_interval
 from rkdo.functional import log_mix, mean_kl, recursive_kl
-from rkdo.fused import softmax_recursive_kl
+from rkdo.fused import softmax_mean_kl, softmax_recursive_kl
 from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
 from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
 from rkdo.schedules import temperature_schedule
@@ -151,7 +151,11 @@ class IConLoss(_NeighbourhoodLoss):
         self.gather_distributed = gather_distributed
 
     def compute(self, nb: Neighbourhood) -> Tensor:
-        return mean_kl(self.supervisory.log_prob(nb), self.learned.log_prob(nb))
+        log_teacher = self.supervisory.log_prob(nb)
+        scores = None if log_teacher.requires_grad else _softmax_scores(self.learned, nb)
+        if scores is not None:
+            return softmax_mean_kl(log_teacher, scores, self.learned.temperature, mask=nb.mask)
+        return mean_kl(log_teacher, self.learned.log_prob(nb))
 
     def teacher_log_prob(self, nb: Neighbourhood) -> Tensor:
         return self.supervisory.log_prob(nb)
