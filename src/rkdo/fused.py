@@ -180,6 +180,7 @@ class _Plan(NamedTuple):
     alpha: float
     through: bool  # gradient through the teacher
     gamma: float  # sum_{u>=1} c_u p_u = gamma p_0 + sum_v delta_v q_v
+    scale: float  # the gradient is formed divided by this: -gamma (1 where gamma = 0)
     delta_t: Tensor  # delta_u, (K+1, 1, 1)
     direct_t: Tensor  # c_u for u >= 1, 0 for u = 0, (K+1, 1, 1)
     lift_t: Tensor  # a c_u ln 2 for u < K, (K, 1, 1) (the F_t are stored as F_t / ln 2)
@@ -199,7 +200,8 @@ def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) ->
     def column(values: list[float]) -> Tensor:
         return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None, None]
 
-    return _Plan(c, alpha, through, gamma, column(delta), column([0.0, *c[1:]]),
+    return _Plan(c, alpha, through, gamma, -gamma if gamma != 0.0 else 1.0, column(delta),
+                 column([0.0, *c[1:]]),
                  column([alpha * cu * math.log(2.0) for cu in c[:depth]]),
                  column([t * log_keep for t in range(1, depth + 1)]).view(-1),
                  column([keep ** t for t in range(depth + 1)]),
@@ -316,30 +318,40 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
     return total, mass[-1]
 
 
+def _start(out: Tensor, p0: Tensor, plan: _Plan, t1: Tensor, t2: Tensor) -> None:
+    """``out = t1 t2 + p_0`` (``out`` holds ``G / (-gamma)``), or ``t1 t2`` when
+    ``gamma = 0``: dividing by ``-gamma`` saves the pass ``G -= gamma p_0``, and the backward
+    pass multiplies by ``-gamma`` along with the upstream gradient anyway."""
+    if plan.gamma == 0.0:
+        torch.mul(t1, t2, out=out)
+    else:
+        torch.addcmul(p0, t1, t2, out=out)
+
+
 def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
                         logs: Tensor, mass: Tensor, plan: _Plan) -> None:
-    """``dL/ds / w = sum_u q_u (a c_u S_u + k_u) - gamma p_0`` into ``out`` (``logs``, the
-    ``F_t / ln 2``, is overwritten), ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u``
-    (``m_0 := 0``)."""
+    """``G = dL/ds / w = sum_u q_u (a c_u S_u + k_u) - gamma p_0``, divided by
+    ``plan.scale``, into ``out`` (``logs``, the ``F_t / ln 2``, is overwritten), with
+    ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u`` (``m_0 := 0``)."""
     alpha, depth = plan.alpha, len(plan.c) - 1
     rows = torch.addcmul(-plan.delta_t, mass, plan.direct_t)
+    inverse = inverse / plan.scale
     if plan.through:
         for u in range(depth - 1, 0, -1):  # S_{u-1} = F_u + (1 - a) S_u, S_{K-1} = F_K
             logs[u - 1].add_(logs[u], alpha=1.0 - alpha)
         lifted = logs.mul_(exps[:depth])  # e_u S_u
         weights = inverse[:depth] * plan.lift_t  # a c_u ln 2 / Z_u
         rows[:depth].sub_(lifted.sum(dim=-1, keepdim=True).mul_(weights))
-        torch.mul(lifted[0], weights[0], out=out)
+        _start(out, p0, plan, lifted[0], weights[0])
         for u in range(1, depth):
             out.addcmul_(lifted[u], weights[u])
-        first = 0
+        rows.mul_(inverse)
+        out.addcmul_(exps[0], rows[0])
     else:
-        torch.mul(exps[0], rows[0] * inverse[0], out=out)
-        first = 1
-    rows.mul_(inverse)
-    for u in range(first, depth + 1):
+        rows.mul_(inverse)
+        _start(out, p0, plan, exps[0], rows[0])
+    for u in range(1, depth + 1):
         out.addcmul_(exps[u], rows[u])
-    out.add_(p0, alpha=-plan.gamma)
 
 
 def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
@@ -357,12 +369,11 @@ def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
             big = math.sqrt(torch.finfo(x.dtype).max)
             ratio.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
         total = total + _dot(p0, ratio)
-    if out is not None:
-        weights = sums.reciprocal().mul_(mass0).mul_(plan.direct_t[1:])  # c_u m_0 / Z_u
-        torch.mul(ws.exps[0], weights[0], out=out)
+    if out is not None:  # G / (-gamma), as in _recursive_gradient
+        weights = sums.reciprocal().mul_(mass0).mul_(plan.direct_t[1:] / plan.scale)
+        _start(out, p0, plan, ws.exps[0], weights[0])  # c_u m_0 / Z_u / (-gamma)
         for u in range(1, len(c)):
             out.addcmul_(ws.exps[u], weights[u])
-        out.add_(p0, alpha=-plan.gamma)
     return total, mass0
 
 
@@ -400,13 +411,14 @@ class _SoftmaxRecursiveKL(torch.autograd.Function):
                 counts.append(count)
             weight = torch.stack(counts).sum().clamp_min(1).to(scores.dtype).reciprocal()
             value = torch.stack(totals).sum() * weight
+        ctx.scale = plan.scale
         ctx.save_for_backward(grad, weight)
         return value
 
     @staticmethod
     def backward(ctx, grad_value: Tensor):
         grad, weight = ctx.saved_tensors
-        return grad * (grad_value * weight), None, None, None, None, None, None
+        return grad * (grad_value * weight * ctx.scale), None, None, None, None, None, None
 
 
 def softmax_recursive_kl(
