@@ -335,20 +335,21 @@ def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
     ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u`` (``m_0 := 0``)."""
     alpha, depth = plan.alpha, len(plan.c) - 1
     rows = torch.addcmul(-plan.delta_t, mass, plan.direct_t)
-    inverse = inverse / plan.scale
+    scaled = inverse / plan.scale
     if plan.through:
         for u in range(depth - 1, 0, -1):  # S_{u-1} = F_u + (1 - a) S_u, S_{K-1} = F_K
             logs[u - 1].add_(logs[u], alpha=1.0 - alpha)
         lifted = logs.mul_(exps[:depth])  # e_u S_u
         weights = inverse[:depth] * plan.lift_t  # a c_u ln 2 / Z_u
         rows[:depth].sub_(lifted.sum(dim=-1, keepdim=True).mul_(weights))
+        weights.div_(plan.scale)
         _start(out, p0, plan, lifted[0], weights[0])
         for u in range(1, depth):
             out.addcmul_(lifted[u], weights[u])
-        rows.mul_(inverse)
+        rows.mul_(scaled)
         out.addcmul_(exps[0], rows[0])
     else:
-        rows.mul_(inverse)
+        rows.mul_(scaled)
         _start(out, p0, plan, exps[0], rows[0])
     for u in range(1, depth + 1):
         out.addcmul_(exps[u], rows[u])
