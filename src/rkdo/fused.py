@@ -35,6 +35,7 @@ teacher with mass where the student has none (an infinite KL) gives a huge finit
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -190,6 +191,13 @@ class _Plan(NamedTuple):
 
 
 def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) -> _Plan:
+    return _cached_plan(taus, alpha, through, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_plan(taus: tuple[float, ...], alpha: float, through: bool, dtype: torch.dtype,
+                 device: torch.device) -> _Plan:
+    """The plan of one configuration; its small tensors are made once and only read."""
     c, keep = [1.0 / tau for tau in taus], 1.0 - alpha
     depth = len(c) - 1
     gamma = sum(c[u] * keep ** u for u in range(1, depth + 1))
@@ -198,7 +206,7 @@ def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) ->
     log_keep = math.log(keep) if 0.0 < keep < 1.0 else 0.0
 
     def column(values: list[float]) -> Tensor:
-        return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None, None]
+        return torch.tensor(values, dtype=dtype, device=device)[:, None, None]
 
     return _Plan(c, alpha, through, gamma, -gamma if gamma != 0.0 else 1.0, column(delta),
                  column([0.0, *c[1:]]),
@@ -430,11 +438,12 @@ def softmax_recursive_kl(
     *,
     mask: Tensor | None = None,
     detach_teacher: bool = False,
-    block_elements: int = 1 << 17,
+    block_rows: int | None = None,
 ) -> Tensor:
     """:func:`fused_recursive_kl` of the students ``log_softmax(scores / tau_u)`` (``u = 0..K``,
     restricted to ``mask``), from the scores: one autograd node whose gradient is formed in the
-    forward pass, row block by row block (``block_elements`` entries per block).
+    forward pass, row block by row block (``block_rows`` rows per block; by default
+    ``max(64, 65536 // N)``, which measured fastest on CPU at N = 512 and 2048).
 
     With ``alpha = 0`` the teacher stays ``p(0)`` and ``q(0)`` is never formed: ``K = 1`` and
     ``temperatures = [tau, tau]`` is I-Con's ``1/n sum_i KL(p(.|i) || q(.|i))``.
@@ -446,16 +455,18 @@ def softmax_recursive_kl(
                          f"{None if mask is None else tuple(mask.shape)}")
     if len(temperatures) < 2:
         raise ValueError("softmax_recursive_kl needs the temperatures tau_0..tau_K, K >= 1")
-    rows = max(1, block_elements // max(1, scores.shape[1]))
+    rows = block_rows if block_rows is not None else max(64, 65536 // max(1, scores.shape[1]))
+    if rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {rows}")
     return _SoftmaxRecursiveKL.apply(scores, log_teacher.detach(), mask,
                                      tuple(float(t) for t in temperatures), float(alpha),
                                      alpha > 0.0 and not detach_teacher, rows)
 
 
 def softmax_mean_kl(log_teacher: Tensor, scores: Tensor, temperature: float, *,
-                    mask: Tensor | None = None, block_elements: int = 1 << 17) -> Tensor:
+                    mask: Tensor | None = None, block_rows: int | None = None) -> Tensor:
     """I-Con's ``1/n sum_i KL(p(.|i) || q(.|i))`` with ``q = log_softmax(scores / tau)``
     (restricted to ``mask``), from the scores: :func:`softmax_recursive_kl` at ``alpha = 0``,
     ``K = 1``."""
     return softmax_recursive_kl(log_teacher, scores, [temperature, temperature], 0.0,
-                                mask=mask, block_elements=block_elements)
+                                mask=mask, block_rows=block_rows)
