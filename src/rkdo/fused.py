@@ -260,22 +260,27 @@ def _exponentials(x: Tensor, c: list[float], out: Tensor) -> Tensor:
     return out.exp2_().sum(dim=-1, keepdim=True).clamp_min_(1.0)
 
 
-def _teacher(log_p0: Tensor, exact: bool, ws: _Workspace) -> tuple[Tensor, Tensor, Tensor]:
-    """``p_0``, its row masses ``m_0`` (b, 1) and the ``log p_0`` that goes with it.
+def _teacher(log_p0: Tensor, mask: Tensor | None,
+             ws: _Workspace) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``p_0``, its row masses ``m_0`` (b, 1), the masses on the allowed entries (what the
+    softmax backward sees: the gradient at a masked entry is dropped) and the ``log p_0`` that
+    goes with ``p_0``.
 
-    ``exact``: :func:`probabilities`. Otherwise ``p_0 = exp(max(log p_0, floor))``: every
+    With a mask: :func:`probabilities`. Without: ``p_0 = exp(max(log p_0, floor))``, every
     entry at least ``e^floor`` (``8.7e-38`` in float32), so every mixture ``p_t`` is positive
     and ``log p_t`` finite without a pass of ``nan_to_num``; a row whose mass is only floors is
     counted empty, as :func:`probabilities` makes it.
     """
-    if exact:
+    if mask is not None:
         p0 = probabilities(log_p0, out=ws.p0)
-        return p0, p0.sum(dim=-1, keepdim=True), log_p0
+        allowed = torch.where(mask, p0, p0.new_zeros(()), out=ws.log_p0)
+        return p0, p0.sum(dim=-1, keepdim=True), allowed.sum(dim=-1, keepdim=True), log_p0
     floor = math.log(torch.finfo(log_p0.dtype).tiny) + 2.0
     clamped = torch.clamp_min(log_p0, floor, out=ws.log_p0)
     p0 = torch.mul(clamped, 1.0 / math.log(2.0), out=ws.p0).exp2_()
     mass0 = p0.sum(dim=-1, keepdim=True)
-    return p0, mass0.mul_(mass0 > 2.0 * log_p0.shape[-1] * math.exp(floor)), clamped
+    mass0.mul_(mass0 > 2.0 * log_p0.shape[-1] * math.exp(floor))
+    return p0, mass0, mass0, clamped
 
 
 def _masses(mass0: Tensor, mask: Tensor | None, plan: _Plan) -> Tensor:
@@ -308,7 +313,7 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
     c, depth = plan.c, len(plan.c) - 1
     sums = _exponentials(x, c, ws.exps)
     inverse = sums.reciprocal()
-    p0, mass0, _ = _teacher(log_p0, mask is not None, ws)
+    p0, mass0, allowed0, _ = _teacher(log_p0, mask, ws)
     mass = _masses(mass0, mask, plan)
     kappa = _mixtures(p0, ws.exps, inverse, plan.alpha, ws.mixed)
     # F_t / ln 2 = log2 P_t - c_t x / ln 2, F_t = D_t - log (Z_t kappa_t); log2 is the faster
@@ -322,7 +327,8 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
     for t in range(depth):
         total = total + _dot(ws.mixed[t], logs[t]) * (kappa[t] * math.log(2.0))
     if out is not None:
-        _recursive_gradient(out, p0, ws.exps, inverse, logs, mass, plan)
+        allowed = mass if mask is None else _masses(allowed0, mask, plan)
+        _recursive_gradient(out, p0, ws.exps, inverse, logs, allowed, plan)
     return total, mass[-1]
 
 
@@ -370,7 +376,7 @@ def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
     ``dL/ds / w = sum_{u>=1} c_u (m_0 q_u - p_0)``."""
     c, exact = plan.c[1:], mask is not None
     sums = _exponentials(x, c, ws.exps)
-    p0, mass0, log_p0 = _teacher(log_p0, exact, ws)
+    p0, mass0, allowed0, log_p0 = _teacher(log_p0, mask, ws)
     total = _dot(mass0, sums.log().sum(dim=0))
     for cu in c:
         ratio = torch.sub(log_p0, x, alpha=cu, out=ws.logs[0])
@@ -379,7 +385,7 @@ def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
             ratio.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
         total = total + _dot(p0, ratio)
     if out is not None:  # G / (-gamma), as in _recursive_gradient
-        weights = sums.reciprocal().mul_(mass0).mul_(plan.direct_t[1:] / plan.scale)
+        weights = sums.reciprocal().mul_(allowed0).mul_(plan.direct_t[1:] / plan.scale)
         _start(out, p0, plan, ws.exps[0], weights[0])  # c_u m_0 / Z_u / (-gamma)
         for u in range(1, len(c)):
             out.addcmul_(ws.exps[u], weights[u])
