@@ -1,5 +1,10 @@
 """Fused KL terms of I-Con and RKDO: one custom autograd step each, backward in closed form.
 
+Two families: :func:`fixed_mean_kl` and :func:`fused_recursive_kl` take log-probabilities;
+:func:`softmax_mean_kl` and :func:`softmax_recursive_kl` take the scores of a softmax kernel
+(``l_u = log_softmax(c_u s)``, ``c_u = 1 / tau_u``) and do the softmaxes, the recursion, the KL
+and the whole gradient ``dL/ds`` in one pass over row blocks (derivation at the end).
+
 Both functions take log-probabilities ``(..., N)`` (``-inf`` for impossible entries) and return
 the same numbers as the log-space formulas of :mod:`rkdo.functional`, in fewer passes over the
 ``(B, N)`` matrices and with no host syncs.
