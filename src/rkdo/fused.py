@@ -5,7 +5,7 @@ Two families: :func:`fixed_mean_kl` and :func:`fused_recursive_kl` take log-prob
 (``l_u = log_softmax(c_u s)``, ``c_u = 1 / tau_u``) and do the softmaxes, the recursion, the KL
 and the whole gradient ``dL/ds`` in one pass over row blocks (derivation at the end).
 
-Both functions take log-probabilities ``(..., N)`` (``-inf`` for impossible entries) and return
+The first two take log-probabilities ``(..., N)`` (``-inf`` for impossible entries) and return
 the same numbers as the log-space formulas of :mod:`rkdo.functional`, in fewer passes over the
 ``(B, N)`` matrices and with no host syncs.
 
