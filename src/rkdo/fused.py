@@ -193,6 +193,7 @@ class _Plan(NamedTuple):
     log_kappa: Tensor  # log (1-a)^t for t = 1..K (0 at a = 1), (K,)
     keep_t: Tensor  # (1-a)^t, t = 0..K, (K+1, 1, 1)
     fresh_t: Tensor  # 1 - (1-a)^t, (K+1, 1, 1)
+    mix_t: Tensor  # a / (1-a)^t, t = 1..K, (K, 1, 1) (1 at a = 1, unused there)
 
 
 def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) -> _Plan:
@@ -218,7 +219,8 @@ def _cached_plan(taus: tuple[float, ...], alpha: float, through: bool, dtype: to
                  column([alpha * cu * math.log(2.0) for cu in c[:depth]]),
                  column([t * log_keep for t in range(1, depth + 1)]).view(-1),
                  column([keep ** t for t in range(depth + 1)]),
-                 column([1.0 - keep ** t for t in range(depth + 1)]))
+                 column([1.0 - keep ** t for t in range(depth + 1)]),
+                 column([alpha / keep ** t if keep > 0.0 else 1.0 for t in range(1, depth + 1)]))
 
 
 class _Workspace(NamedTuple):
@@ -260,8 +262,8 @@ def _exponentials(x: Tensor, c: list[float], out: Tensor) -> Tensor:
     (len(c), b, 1), so ``q_u = e_u / Z_u``. ``Z_u >= 1`` in every row with an allowed entry
     (it holds an ``x = 0``), an empty row gets 1. ``exp(y) = 2^(y / ln 2)``: CPUs compute
     ``exp2`` about twice as fast as ``exp``."""
-    for u, cu in enumerate(c):
-        torch.mul(x, cu / math.log(2.0), out=out[u])
+    for cu, slot in zip(c, out.unbind(0), strict=True):
+        torch.mul(x, cu / math.log(2.0), out=slot)
     return out.exp2_().sum(dim=-1, keepdim=True).clamp_min_(1.0)
 
 
@@ -295,7 +297,7 @@ def _masses(mass0: Tensor, mask: Tensor | None, plan: _Plan) -> Tensor:
     return torch.addcmul(fresh, plan.keep_t, mass0)
 
 
-def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, alpha: float,
+def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, alpha: float, mixing: Tensor,
               out: Tensor) -> list[float]:
     """``P_t`` into ``out`` (K, b, N) with ``p_t = kappa_t P_t``: ``P_0 = p_0``,
     ``P_t = P_{t-1} + a / (1-a)^t q_{t-1}``, ``kappa_t = (1-a)^t`` (``P_t = q_{t-1}``,
@@ -305,9 +307,10 @@ def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, alpha: float,
     if alpha == 1.0:
         torch.mul(exps[:depth], inverse[:depth], out=out)
         return [1.0] * depth
-    for t in range(1, depth + 1):
-        torch.addcmul(p0 if t == 1 else out[t - 2], exps[t - 1],
-                      inverse[t - 1] * (alpha / (1.0 - alpha) ** t), out=out[t - 1])
+    slots, students = out.unbind(0), exps.unbind(0)
+    scales = (inverse[:depth] * mixing).unbind(0)
+    for t in range(depth):
+        torch.addcmul(p0 if t == 0 else slots[t - 1], students[t], scales[t], out=slots[t])
     return [(1.0 - alpha) ** t for t in range(1, depth + 1)]
 
 
@@ -315,22 +318,22 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
                      ws: _Workspace, out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block for ``alpha > 0``: ``(sum_t sum_ij p_t D_t, row masses)``, and
     ``dL/ds / w`` into ``out`` unless it is None (see the module docstring)."""
-    c, depth = plan.c, len(plan.c) - 1
+    c = plan.c
     sums = _exponentials(x, c, ws.exps)
     inverse = sums.reciprocal()
     p0, mass0, allowed0, _ = _teacher(log_p0, mask, ws)
     mass = _masses(mass0, mask, plan)
-    kappa = _mixtures(p0, ws.exps, inverse, plan.alpha, ws.mixed)
+    kappa = _mixtures(p0, ws.exps, inverse, plan.alpha, plan.mix_t, ws.mixed)
     # F_t / ln 2 = log2 P_t - c_t x / ln 2, F_t = D_t - log (Z_t kappa_t); log2 is the faster
     logs = torch.log2(ws.mixed, out=ws.logs)
-    for t in range(1, depth + 1):
-        logs[t - 1].sub_(x, alpha=c[t] / math.log(2.0))
+    for t, row in enumerate(logs.unbind(0), start=1):
+        row.sub_(x, alpha=c[t] / math.log(2.0))
     if mask is not None:
         big = math.sqrt(torch.finfo(x.dtype).max)
         logs.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
     total = _dot(mass[1:], sums[1:].log().add_(plan.log_kappa[:, None, None]))
-    for t in range(depth):
-        total = total + _dot(ws.mixed[t], logs[t]) * (kappa[t] * math.log(2.0))
+    for mixed, f, k in zip(ws.mixed.unbind(0), logs.unbind(0), kappa, strict=True):
+        total = total + _dot(mixed, f) * (k * math.log(2.0))
     if out is not None:
         allowed = mass if mask is None else _masses(allowed0, mask, plan)
         _recursive_gradient(out, p0, ws.exps, inverse, logs, allowed, plan)
@@ -355,23 +358,25 @@ def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
     alpha, depth = plan.alpha, len(plan.c) - 1
     rows = torch.addcmul(-plan.delta_t, mass, plan.direct_t)
     scaled = inverse / plan.scale
+    students = exps.unbind(0)
     if plan.through:
+        carries = logs.unbind(0)
         for u in range(depth - 1, 0, -1):  # S_{u-1} = F_u + (1 - a) S_u, S_{K-1} = F_K
-            logs[u - 1].add_(logs[u], alpha=1.0 - alpha)
+            carries[u - 1].add_(carries[u], alpha=1.0 - alpha)
         lifted = logs.mul_(exps[:depth])  # e_u S_u
         weights = inverse[:depth] * plan.lift_t  # a c_u ln 2 / Z_u
         rows[:depth].sub_(lifted.sum(dim=-1, keepdim=True).mul_(weights))
-        weights.div_(plan.scale)
-        _start(out, p0, plan, lifted[0], weights[0])
-        for u in range(1, depth):
-            out.addcmul_(lifted[u], weights[u])
-        rows.mul_(scaled)
-        out.addcmul_(exps[0], rows[0])
+        parts, weights = lifted.unbind(0), weights.div_(plan.scale).unbind(0)
+        _start(out, p0, plan, parts[0], weights[0])
+        for part, weight in zip(parts[1:], weights[1:], strict=True):
+            out.addcmul_(part, weight)
+        rows = rows.mul_(scaled).unbind(0)
+        out.addcmul_(students[0], rows[0])
     else:
-        rows.mul_(scaled)
-        _start(out, p0, plan, exps[0], rows[0])
-    for u in range(1, depth + 1):
-        out.addcmul_(exps[u], rows[u])
+        rows = rows.mul_(scaled).unbind(0)
+        _start(out, p0, plan, students[0], rows[0])
+    for student, row in zip(students[1:], rows[1:], strict=True):
+        out.addcmul_(student, row)
 
 
 def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
