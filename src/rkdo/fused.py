@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["fixed_mean_kl", "fused_recursive_kl", "probabilities", "softmax_mean_kl",
            "softmax_recursive_kl"]
@@ -441,6 +442,7 @@ class _SoftmaxRecursiveKL(torch.autograd.Function):
         return value
 
     @staticmethod
+    @once_differentiable  # the gradient is a stored tensor: no second derivative
     def backward(ctx, grad_value: Tensor):
         grad, weight = ctx.saved_tensors
         return grad * (grad_value * weight * ctx.scale), None, None, None, None, None, None
