@@ -9,8 +9,12 @@ Times ``loss(z1, z2).backward()`` on random ``(B, d)`` float32 embeddings for
   ``F.kl_div(..., reduction="batchmean")``, teacher mixed in probability space),
 - lightly's ``NTXentLoss`` (if ``lightly`` is installed) as an outside reference.
 
-The implementations are timed in interleaved rounds (each round runs every implementation for
-``--min-run-time / --rounds`` seconds, at least 2 calls), and the medians pool all rounds.
+The implementations are timed in interleaved rounds, call by call (each round runs one call of
+every implementation), for ``--min-run-time`` seconds per implementation and at least
+``--rounds`` rounds; the medians pool all rounds. (Until this change a round ran each
+implementation for ``--min-run-time / --rounds`` seconds in one block, which let the load of a
+shared machine change between implementations: RKDO / I-Con read 1.33 in one run and 1.69 in
+the next.)
 Ratios are printed next to issue 12's goals (met / not met).
 
 Every implementation L2-normalises its inputs inside the timed call (the notebooks' head does it
@@ -94,10 +98,8 @@ def implementations() -> tuple[dict[str, LossFn], str]:
     return impls, f"lightly {lightly.__version__}"
 
 
-def time_call(loss_fn: LossFn, batch: int, dim: int, min_run_time: float,
-              min_calls: int = 2) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds of each forward + backward of ``loss_fn`` on random float32
-    embeddings, timed for at least ``min_run_time`` seconds (after one warm-up call)."""
+def _stepper(loss_fn: LossFn, batch: int, dim: int) -> Callable[[], None]:
+    """One forward + backward of ``loss_fn`` on random float32 embeddings (warmed up once)."""
     g = torch.Generator().manual_seed(batch)
     z1 = torch.randn(batch, dim, generator=g).requires_grad_()
     z2 = torch.randn(batch, dim, generator=g).requires_grad_()
@@ -107,16 +109,25 @@ def time_call(loss_fn: LossFn, batch: int, dim: int, min_run_time: float,
         loss_fn(z1, z2).backward()
 
     step()  # warm-up (first-call allocations)
-    walls: list[float] = []
-    cpus: list[float] = []
-    start = time.perf_counter()
-    while len(walls) < min_calls or (time.perf_counter() - start < min_run_time
-                                     and len(walls) < 10_000):
-        wall, cpu = time.perf_counter(), time.process_time()
-        step()
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-    return walls, cpus
+    return step
+
+
+def time_interleaved(impls: dict[str, LossFn], batch: int, dim: int, min_run_time: float,
+                     min_calls: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds of each call, implementations interleaved call by call (one call
+    of each per round) for ``min_run_time`` seconds per implementation and at least
+    ``min_calls`` rounds, so a change of load reaches every implementation alike."""
+    steps = {name: _stepper(fn, batch, dim) for name, fn in impls.items()}
+    samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in impls}
+    start, budget, rounds = time.perf_counter(), min_run_time * len(impls), 0
+    while rounds < min_calls or (time.perf_counter() - start < budget and rounds < 10_000):
+        for name, step in steps.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            step()
+            samples[name][1].append(time.process_time() - cpu)
+            samples[name][0].append(time.perf_counter() - wall)
+        rounds += 1
+    return samples
 
 
 def check_values(impls: dict[str, LossFn], dim: int) -> str:
@@ -137,9 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads for torch (default 1)")
     parser.add_argument("--min-run-time", type=float, default=2.0,
-                        help="seconds of timing per cell, split over the rounds")
+                        help="seconds of timing per cell (default 2)")
     parser.add_argument("--rounds", type=int, default=5,
-                        help="interleaved rounds over the implementations (default 5)")
+                        help="at least this many interleaved rounds, one call of every "
+                             "implementation each (default 5)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
                         help="clock for the ratios (default: cpu with 1 thread, else wall)")
     parser.add_argument("--only", nargs="*", default=None,
@@ -157,15 +169,11 @@ def main(argv: list[str] | None = None) -> None:
         f"threads={torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
         f"d={args.dim}, float32, CPU; {lightly_note}\n"
     )
-    # rounds interleave the implementations, so a change of load on a shared machine reaches
-    # every implementation alike rather than whichever happened to run then
-    samples = {(name, b): ([], []) for name in impls for b in args.batch_sizes}
+    samples = {}
     for batch in args.batch_sizes:
-        for _ in range(args.rounds):
-            for name, fn in impls.items():
-                walls, cpus = time_call(fn, batch, args.dim, args.min_run_time / args.rounds)
-                samples[name, batch][0].extend(walls)
-                samples[name, batch][1].extend(cpus)
+        for name, pair in time_interleaved(impls, batch, args.dim, args.min_run_time,
+                                           args.rounds).items():
+            samples[name, batch] = pair
     times = {clock_name: {name: {b: statistics.median(samples[name, b][k]) * 1e3
                                  for b in args.batch_sizes} for name in impls}
              for k, clock_name in enumerate(("wall", "cpu"))}

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 import torch
 
 from rkdo import functional as fn
-from rkdo.fused import fixed_mean_kl, fused_recursive_kl, probabilities
+from rkdo.fused import (
+    fixed_mean_kl,
+    fused_recursive_kl,
+    probabilities,
+    softmax_mean_kl,
+    softmax_recursive_kl,
+)
 
 torch.set_num_threads(1)
 
@@ -124,3 +131,108 @@ def test_no_grad_log_normalize_equals_log_softmax_path(dtype) -> None:
     finite = ~torch.isneginf(slow)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(fast[finite], slow[finite], rtol=tol, atol=tol)
+
+
+# --- softmax_recursive_kl / softmax_mean_kl: from the scores, gradient formed in forward ------
+
+TAUS = [0.5, 0.48, 0.46, 0.45]
+
+
+def _scores_case(seed: int, dtype=torch.float64, masked: bool = True):
+    """Scores, a mask with an empty row (or None) and a teacher with an empty row that lives
+    on the allowed entries."""
+    teacher, mask = _masked(6, 7, seed=seed, dtype=dtype)
+    mask[4] = False  # an anchor without any allowed candidate
+    teacher[4] = -math.inf
+    scores = torch.randn(6, 7, dtype=dtype, generator=torch.Generator().manual_seed(seed)) * 2
+    return teacher, scores, (mask if masked else None)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("rows", [None, 1, 4])
+def test_softmax_recursive_gradcheck(alpha: float, masked: bool, rows) -> None:
+    """The true derivative in float64, row blocks of 1, 4 (a partial last block) and all."""
+    teacher, scores, mask = _scores_case(6, masked=masked)
+    scores.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda s: softmax_recursive_kl(teacher, s, TAUS, alpha, mask=mask, block_rows=rows),
+        (scores,))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_softmax_recursive_matches_log_prob_path(alpha, detach, masked, dtype) -> None:
+    """Value and gradient equal fused_recursive_kl over log_normalize(s / tau_u, mask)."""
+    teacher, scores, mask = _scores_case(7, dtype=dtype, masked=masked)
+    scores.requires_grad_()
+    students = [fn.log_normalize(scores / tau, mask) for tau in TAUS]
+    expected = fused_recursive_kl(teacher, students, alpha, detach_teacher=detach)
+    (grad_expected,) = torch.autograd.grad(expected, scores)
+    got = softmax_recursive_kl(teacher, scores, TAUS, alpha, mask=mask, detach_teacher=detach,
+                               block_rows=4)
+    (grad_got,) = torch.autograd.grad(got, scores)
+    tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5,
+                                                                         "atol": 1e-6}
+    torch.testing.assert_close(got, expected, **tol)
+    torch.testing.assert_close(grad_got, grad_expected, **tol)
+    if mask is not None:
+        assert (grad_got[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_softmax_mean_kl_is_icon(masked: bool) -> None:
+    teacher, scores, mask = _scores_case(8, masked=masked)
+    scores.requires_grad_()
+    expected = fixed_mean_kl(teacher, fn.log_normalize(scores / 0.5, mask))
+    (grad_expected,) = torch.autograd.grad(expected, scores)
+    got = softmax_mean_kl(teacher, scores, 0.5, mask=mask, block_rows=2)
+    (grad_got,) = torch.autograd.grad(got, scores)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda s: softmax_mean_kl(teacher, s, 0.5, mask=mask),
+                                    (scores,))
+
+
+def test_softmax_kl_teacher_mass_on_masked_entries() -> None:
+    """An infinite KL (teacher mass where the student has none) is a huge finite number and
+    the gradient is the log-prob path's (the masked entries' part is dropped)."""
+    _, scores, mask = _scores_case(9)
+    teacher = torch.log_softmax(torch.randn(6, 7, dtype=torch.float64), dim=-1)
+    scores.requires_grad_()
+    for alpha in (0.0, 0.5):
+        got = softmax_recursive_kl(teacher, scores, TAUS, alpha, mask=mask)
+        assert torch.isfinite(got) and got > 1e100
+        students = [fn.log_normalize(scores / tau, mask) for tau in TAUS]
+        expected = fused_recursive_kl(teacher, students, alpha)
+        torch.testing.assert_close(torch.autograd.grad(got, scores)[0],
+                                   torch.autograd.grad(expected, scores)[0],
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_softmax_kl_without_grad_and_upstream_scale() -> None:
+    teacher, scores, mask = _scores_case(10)
+    with torch.no_grad():
+        plain = softmax_recursive_kl(teacher, scores, TAUS, 0.5, mask=mask)
+    scores.requires_grad_()
+    value = softmax_recursive_kl(teacher, scores, TAUS, 0.5, mask=mask)
+    assert value.item() == pytest.approx(plain.item(), rel=1e-15)
+    (once,) = torch.autograd.grad(value, scores, retain_graph=True)
+    (thrice,) = torch.autograd.grad(3.0 * value, scores)
+    torch.testing.assert_close(thrice, 3.0 * once, rtol=1e-14, atol=0.0)
+
+
+def test_softmax_kl_on_meta_and_shape_errors(monkeypatch) -> None:
+    """No value is read (no host sync): it runs on ``meta`` (which has no autocast state)."""
+    monkeypatch.setattr(torch, "autocast", lambda *args, **kwargs: contextlib.nullcontext())
+    scores = torch.empty(5, 6, device="meta", requires_grad=True)
+    teacher = torch.empty(5, 6, device="meta")
+    value = softmax_recursive_kl(teacher, scores, TAUS, 0.5, block_rows=2)
+    value.backward()
+    assert value.device.type == "meta" and scores.grad.shape == (5, 6)
+    with pytest.raises(ValueError, match="one \\(B, N\\) shape"):
+        softmax_recursive_kl(torch.zeros(2, 3), torch.zeros(2, 4), TAUS, 0.5)
+    with pytest.raises(ValueError, match="tau_0..tau_K"):
+        softmax_recursive_kl(torch.zeros(2, 3), torch.zeros(2, 3), [0.5], 0.5)

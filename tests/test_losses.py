@@ -418,3 +418,32 @@ def test_finite_and_close_under_bf16_autocast(name: str) -> None:
     # and close to the all-float32 network (bf16 rounding of the Linear only)
     full = loss(linear(x1), linear(x2), labels=labels)
     assert abs(value.item() - full.item()) < 0.05 * abs(full.item())
+
+
+@pytest.mark.parametrize("form", ["pair", "symmetric"])
+@pytest.mark.parametrize("learned", [Cosine(0.3), StudentT()])
+@pytest.mark.parametrize("detach", [False, True])
+def test_fused_score_path_equals_log_prob_path(form: str, learned, detach: bool) -> None:
+    """The losses run rkdo.fused.softmax_*_kl from the scores; the log-prob path of
+    rkdo.functional gives the same value and gradients (SupCon labels: empty teacher rows)."""
+    from rkdo.functional import mean_kl, recursive_kl
+
+    z1, z2 = _views(10, 4, seed=3, grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 3, 3, 4, 4, 4])
+    rkdo = RKDOLoss(supervisory=SameLabel(), learned=learned, form=form, debias=0.1,
+                    detach_teacher=detach)
+    icon = IConLoss(supervisory=SameLabel(), learned=learned, form=form)
+    for loss in (rkdo, icon):
+        nb = build_neighbourhood(z1, z2, form=form, labels=labels)
+        teacher = loss.supervisory.log_prob(nb)
+        if loss is rkdo:
+            expected = recursive_kl(teacher, loss.learned.log_probs(nb, loss.temperatures()),
+                                    loss.alpha, detach_teacher=detach)
+        else:
+            expected = mean_kl(teacher, loss.learned.log_prob(nb))
+        got = loss(z1, z2, labels=labels)
+        grads_expected = torch.autograd.grad(expected, (z1, z2))
+        grads_got = torch.autograd.grad(got, (z1, z2))
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+        for a, b in zip(grads_got, grads_expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)

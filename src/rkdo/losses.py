@@ -22,10 +22,12 @@ global negatives under ``torch.distributed``.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from rkdo._validation import check_int, check_unit_interval
 from rkdo.functional import log_mix, mean_kl, recursive_kl
+from rkdo.fused import softmax_mean_kl, softmax_recursive_kl
 from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
 from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
 from rkdo.schedules import temperature_schedule
@@ -48,6 +50,22 @@ def _learned(learned: LearnedKernel | None, temperature: float | None) -> Kernel
             "not to the loss, when you pass learned=..."
         )
     return learned
+
+
+def _softmax_scores(kernel: Kernel, nb: Neighbourhood) -> Tensor | None:
+    """The temperature-1 scores ``s`` of a learned kernel whose ``log q`` is
+    ``log_softmax(s / tau)`` over the allowed candidates (as
+    :meth:`~rkdo.kernels.LearnedKernel.log_probs` computes them), or None for any other kernel.
+    With them the loss runs :func:`~rkdo.fused.softmax_recursive_kl` from the scores."""
+    kind = type(kernel)
+    if not (isinstance(kernel, LearnedKernel) and kind.log_probs is LearnedKernel.log_probs
+            and kind.log_prob is LearnedKernel.log_prob):
+        return None
+    anchors, candidates = nb.anchors, nb.candidates
+    if anchors.dtype in (torch.float16, torch.bfloat16):
+        anchors, candidates = anchors.float(), candidates.float()
+    with torch.autocast(device_type=anchors.device.type, enabled=False):
+        return kernel.scores(anchors, candidates)
 
 
 class _NeighbourhoodLoss(nn.Module):
@@ -133,7 +151,11 @@ class IConLoss(_NeighbourhoodLoss):
         self.gather_distributed = gather_distributed
 
     def compute(self, nb: Neighbourhood) -> Tensor:
-        return mean_kl(self.supervisory.log_prob(nb), self.learned.log_prob(nb))
+        log_teacher = self.supervisory.log_prob(nb)
+        scores = None if log_teacher.requires_grad else _softmax_scores(self.learned, nb)
+        if scores is not None:
+            return softmax_mean_kl(log_teacher, scores, self.learned.temperature, mask=nb.mask)
+        return mean_kl(log_teacher, self.learned.log_prob(nb))
 
     def teacher_log_prob(self, nb: Neighbourhood) -> Tensor:
         return self.supervisory.log_prob(nb)
@@ -184,6 +206,10 @@ class RKDOLoss(_NeighbourhoodLoss):
 
     def compute(self, nb: Neighbourhood) -> Tensor:
         log_teacher = self.supervisory.log_prob(nb)
+        scores = None if log_teacher.requires_grad else _softmax_scores(self.learned, nb)
+        if scores is not None:
+            return softmax_recursive_kl(log_teacher, scores, self.temperatures(), self.alpha,
+                                        mask=nb.mask, detach_teacher=self.detach_teacher)
         students = self.learned.log_probs(nb, self.temperatures())
         return recursive_kl(log_teacher, students, self.alpha, detach_teacher=self.detach_teacher)
 
