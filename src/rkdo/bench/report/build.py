@@ -175,14 +175,15 @@ def _captions(view: View) -> dict[str, str]:
         "loss_vs_duration": "Loss vs training duration: each method's own training loss (top) "
                             "and the held-out static I-Con loss (bottom, 0 = untrained)",
         "early_treatment_vs_late_baseline": f"{t} at {view.near(2)} epochs vs {b} at "
-                                            f"{view.near(5)} epochs (dashed: untrained)",
+                                            f"{view.near(5)} epochs (dashed: untrained, "
+                                            "dotted: raw pixels)",
         "early_learning": "Early learning: accuracy after the first durations "
-                          "(dashed: untrained)",
+                          "(dashed: untrained, dotted: raw pixels)",
         "loss_improvement": f"How much lower {t}'s loss is than {b}'s: training loss vs "
                             "held-out loss (grey: the paper's "
                             f"{paper.percent_range(paper.LOSS_REDUCTION_PERCENT)})",
         "accuracy_vs_duration": "Accuracy vs training duration, mean ± std over seeds "
-                                "(0 = untrained)",
+                                "(0 = untrained; dotted: raw pixels)",
     }
 
 

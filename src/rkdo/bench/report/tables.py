@@ -142,8 +142,9 @@ def early_vs_late(view: View, dataset: str, metric: str, with_paper: bool) -> st
 
 
 def multi_metric(view: View, dataset: str, metrics: Sequence[str], duration: int) -> str:
-    header = ["metric", "untrained", *view.methods, f"{view.treatment} − {view.baseline} "
-              "[95% CI]", "t-test p", "Wilcoxon p"]
+    pixels = any(view.pixels(dataset, metric).n for metric in metrics)
+    header = ["metric", *([PIXELS] if pixels else []), FLOOR, *view.methods,
+              f"{view.treatment} − {view.baseline} [95% CI]", "t-test p", "Wilcoxon p"]
     rows = []
     for metric in metrics:
         if not view.has(metric):
@@ -153,6 +154,7 @@ def multi_metric(view: View, dataset: str, metrics: Sequence[str], duration: int
         rows.append([
             NAMES.get(metric, metric) + (" (lower is better)" if metric in LOWER_IS_BETTER
                                          else ""),
+            *([format_cell(view.pixels(dataset, metric))] if pixels else []),
             format_cell(view.floor(dataset, metric)),
             *(format_cell(view.summary(dataset, m, duration, metric)) for m in view.methods),
             format_diff(comparison), *_tests(comparison),
