@@ -85,3 +85,12 @@ def test_profile_calls_every_loss_shape_as_the_trainer_does() -> None:
     # the same encoder on the same views: only the losses' FLOPs differ
     encoder = {r.forward_flops - r.loss_forward_flops for r in rows}
     assert len(encoder) == 1 and all(r.loss_forward_flops > 0 for r in rows)
+
+
+def test_timed_steps_keep_the_dataset_indices_of_a_temporal_loss() -> None:
+    # the timing loop once reused the name of the batch's index tensor for its step counter
+    rows = profile.profile("small-cnn", batch_size=8, image_size=8, channels=1,
+                           variants=[("temporal icon", {"method": "icon",
+                                                        "recursion": "temporal"})],
+                           embedding_dim=8, hidden_dim=16, steps=2, warmup=1)
+    assert rows[0].timed_steps == 2 and rows[0].median_step_seconds > 0

@@ -142,14 +142,14 @@ def profile_step(
         optimizer = torch.optim.Adam(parameters, lr=lr)
         synchronize = (torch.cuda.synchronize if view1.is_cuda else lambda: None)
         seconds = []
-        for index in range(warmup + steps):
+        for step in range(warmup + steps):
             synchronize()
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             forward().backward()
             optimizer.step()
             synchronize()
-            if index >= warmup:
+            if step >= warmup:
                 seconds.append(time.perf_counter() - start)
         median = statistics.median(seconds)
     return forward_flops, train_flops, loss_flops, median
