@@ -82,8 +82,9 @@ def _how_it_ran(view: View, results: Results) -> list[str]:
         f"- Statistics: mean ± sample std over seeds; differences paired by seed with a 95% "
         f"percentile bootstrap CI (seeded); paired t-test (n ≥ {stats.MIN_N_TTEST}) and "
         f"Wilcoxon signed-rank test (n ≥ {stats.MIN_N_WILCOXON}; below that it cannot reach "
-        "p < 0.05) — 'n too small' where a test cannot mean anything. With n = 3 a "
-        "bootstrap has only 10 distinct resamples: read its CI as coarse.")
+        "p < 0.05) — 'n too small' where a test cannot mean anything."
+        + (" With n = 3 a bootstrap has only 10 distinct resamples: read its CI as coarse."
+           if len(grid.seeds) <= 3 else ""))
     return lines + _provenance(results)
 
 
