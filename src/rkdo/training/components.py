@@ -139,20 +139,21 @@ def _optimizer(config: TrainConfig, parameters: list[torch.nn.Parameter]) -> tor
                            weight_decay=config.weight_decay)
 
 
-def evaluate_initial(config: TrainConfig, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate the *untrained* encoder of ``config`` (same seed, same init): the floor row."""
+def _evaluate_floor(config: TrainConfig, device: str, pixels: bool) -> dict[str, Any]:
     validate(config)
     parts = Components(config, torch.device(device))
-    return evaluate(parts.model, parts.data, parts.augment, protocol=config.eval_protocol,
+    model = RawPixels() if pixels else parts.model
+    return evaluate(model, parts.data, parts.augment, protocol=config.eval_protocol,
                     projection=config.eval_projection, seed=config.seed, device=device,
                     probe_train_size=config.probe_train_size)
+
+
+def evaluate_initial(config: TrainConfig, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate the *untrained* encoder of ``config`` (same seed, same init): the floor row."""
+    return _evaluate_floor(config, device, pixels=False)
 
 
 def evaluate_pixels(config: TrainConfig, device: str = "cpu") -> dict[str, Any]:
     """Evaluate the raw pixels of ``config``'s data (:class:`~rkdo.vision.models.RawPixels`)
     under its protocol, probe subset and seed: the raw-pixel floor row."""
-    validate(config)
-    parts = Components(config, torch.device(device))
-    return evaluate(RawPixels(), parts.data, parts.augment, protocol=config.eval_protocol,
-                    projection=config.eval_projection, seed=config.seed, device=device,
-                    probe_train_size=config.probe_train_size)
+    return _evaluate_floor(config, device, pixels=True)
