@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.neighbors import NearestNeighbors
 from torch import Tensor
 
+from rkdo.estimators._knn import knn_search
 from rkdo.kernels import calibrate_gaussian
 
 __all__ = [
@@ -50,21 +50,8 @@ def joint_dense(x: Tensor, perplexity: float) -> Tensor:
 
 def knn_graph(x: np.ndarray, k: int, random_state: int, *,
               approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices, squared distances)``, both ``(n, k)``, of the ``k`` nearest other points.
-
-    Exact search (scikit-learn) by default: on 2 cores it beats pynndescent up to Fashion-MNIST's
-    70k points once pynndescent's just-in-time compilation (about a minute) is counted.
-    """
-    if approximate:
-        from pynndescent import NNDescent
-
-        index = NNDescent(x, n_neighbors=k + 1, random_state=random_state, n_jobs=1)
-        indices, distances = index.neighbor_graph
-        indices, distances = indices[:, 1:], distances[:, 1:]
-    else:
-        search = NearestNeighbors(n_neighbors=k).fit(x)
-        distances, indices = search.kneighbors()
-    return indices.astype(np.int64), np.square(distances, dtype=np.float64)
+    """``(indices, squared distances)``, both ``(n, k)``: see :mod:`rkdo.estimators._knn`."""
+    return knn_search(x, k, random_state, method="approximate" if approximate else "exact")
 
 
 class SparseJoint:
