@@ -62,7 +62,8 @@ class SparseJoint:
 
     def entropy_term(self) -> float:
         """``sum_{i != j} P_ij log P_ij`` (each edge counts twice)."""
-        return float(2.0 * np.sum(self.values * np.log(self.values)))
+        values = self.values[self.values > 0.0]
+        return float(2.0 * np.sum(values * np.log(values)))
 
 
 def joint_sparse(x: np.ndarray, perplexity: float, k: int, random_state: int) -> SparseJoint:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive
 from rkdo.estimators._affinity import conditional_dense, joint_dense, joint_sparse
-from rkdo.estimators._objectives import DenseObjective, SparseObjective
+from rkdo.estimators._gradients import DenseCost, SparseCost
 from rkdo.functional import check_unit_interval
 from rkdo.kernels import GaussianEmbedding, StudentT
 from rkdo.teacher import ALPHA_SCHEDULES, alpha_schedule
@@ -143,17 +143,17 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         if method == "fft":
             k = min(x.shape[0] - 1, int(3 * self.perplexity))
             affinity = joint_sparse(x, self.perplexity, k, self._seed)
-            return SparseObjective(affinity, self.dof, device), torch.float32
+            return SparseCost(affinity, self.dof, device), torch.float32
         xt = torch.from_numpy(np.array(x)).to(device)
         if self.objective == "tsne":
             log_p = joint_dense(xt, self.perplexity).log()
-            return DenseObjective(log_p, StudentT(self.dof), joint=True), torch.float64
+            return DenseCost(log_p, StudentT(self.dof), joint=True), torch.float64
         if self.objective == "sne":
             log_p = conditional_dense(xt, self.perplexity)
-            return DenseObjective(log_p, GaussianEmbedding(1.0), joint=False), torch.float64
+            return DenseCost(log_p, GaussianEmbedding(1.0), joint=False), torch.float64
         joint = joint_dense(xt, self.perplexity)
         log_p = (joint / joint.sum(dim=1, keepdim=True)).log()
-        return DenseObjective(log_p, StudentT(self.dof), joint=False), torch.float64
+        return DenseCost(log_p, StudentT(self.dof), joint=False), torch.float64
 
     def _initial(self, x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
         n = x.shape[0]
@@ -219,8 +219,9 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         if step % 50 == 0 or step == self.max_iter - 1:
             self.history_.append({"iteration": step, "kl": kl, "alpha": alpha})
         if not math.isfinite(kl):
-            raise FloatingPointError(f"the objective diverged at iteration {step}; "
-                                     "lower learning_rate")
+            advice = ("lower learning_rate" if step else "no step was taken yet, so not the "
+                      "learning rate: the input affinities are degenerate; report the data")
+            raise FloatingPointError(f"the objective diverged at iteration {step}; {advice}")
         objective.teacher_step(alpha)
 
     def fit(self, X, y=None) -> NeighbourEmbedding:

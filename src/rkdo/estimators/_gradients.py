@@ -1,4 +1,4 @@
-"""Neighbour-embedding objectives: value and gradient in the embedding ``y``, and a teacher step.
+"""Neighbour-embedding costs: value and gradient in the embedding ``y``, and a teacher step.
 
 With learned scores ``s_ij = log w(y_i - y_j)`` from a core kernel (Student-t with ``nu``
 degrees of freedom for t-SNE and the InfoNCE embedding, a Gaussian for SNE):
@@ -15,9 +15,17 @@ recursive teacher is ``P <- (1 - alpha) P + alpha Q`` with ``Q`` detached. :clas
 is t-SNE with a k-NN ``P``: attraction over its edges, repulsion and ``Z`` by FFT interpolation
 (:mod:`rkdo.estimators._interpolation`); its teacher step keeps ``P`` on the k-NN edges,
 ``P_e <- (1 - alpha) P_e + alpha Q_e``, renormalised to sum to one over them.
+
+Every cost follows the :class:`Cost` protocol, which is all the optimiser loop sees. The sparse
+cost keeps ``P`` in float32 for speed; entries that float32 cannot hold (below ~1.4e-45, common
+on well-separated data) are dropped, which changes no force in float32, and the ``sum P log P``
+of the static ``P`` is the float64 one of :meth:`SparseJoint.entropy_term`, so the reported KL
+is finite and exact to float32 rounding.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -27,10 +35,26 @@ from rkdo.estimators._interpolation import repulsion
 from rkdo.functional import log_mix
 from rkdo.kernels import LearnedKernel
 
-__all__ = ["DenseObjective", "SparseObjective"]
+__all__ = ["Cost", "DenseCost", "SparseCost"]
 
 
-class DenseObjective:
+class Cost(Protocol):
+    """What the optimiser needs from a neighbour-embedding cost."""
+
+    def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
+        """``(KL against the current P, gradient of the exaggerated cost in y)``."""
+        ...
+
+    def static_kl(self, y: Tensor) -> float:
+        """``KL(P(0) || Q(y))`` against the initial ``P``, whatever the teacher did."""
+        ...
+
+    def teacher_step(self, alpha: float) -> None:
+        """``P <- (1 - alpha) P + alpha Q`` with the ``Q`` of the last :meth:`gradient`."""
+        ...
+
+
+class DenseCost:
     """Exact O(n^2) objective over all pairs; ``joint`` picks t-SNE's normalisation."""
 
     def __init__(self, log_p: Tensor, kernel: LearnedKernel, *, joint: bool) -> None:
@@ -79,15 +103,18 @@ class DenseObjective:
             self.log_p = log_mix(self.log_p, self._log_q, alpha)
 
 
-class SparseObjective:
+class SparseCost:
     """t-SNE with a sparse joint ``P`` and interpolated repulsion (module docstring)."""
 
     def __init__(self, affinity: SparseJoint, dof: float, device: torch.device,
                  dtype: torch.dtype = torch.float32) -> None:
-        self.rows = torch.from_numpy(affinity.rows).to(device)
-        self.cols = torch.from_numpy(affinity.cols).to(device)
-        self.values = torch.from_numpy(affinity.values).to(device, dtype)
+        values = torch.from_numpy(affinity.values).to(dtype)
+        keep = values > 0.0  # float32 underflow: these edges exert no force in float32
+        self.rows = torch.from_numpy(affinity.rows)[keep].to(device)
+        self.cols = torch.from_numpy(affinity.cols)[keep].to(device)
+        self.values = values[keep].to(device)
         self.values0 = self.values
+        self.entropy0 = affinity.entropy_term()
         self.n = affinity.n
         self.dof = float(dof)
         self._q: Tensor | None = None
@@ -99,9 +126,12 @@ class SparseObjective:
 
     def _kl(self, values: Tensor, base: Tensor, z: Tensor) -> float:
         log_w = 0.5 * (self.dof + 1.0) * torch.log(base)
-        cross = 2.0 * (values * log_w).sum()
-        entropy = 2.0 * (values * torch.log(values)).sum()
-        return float(entropy - cross + torch.log(z))
+        cross = 2.0 * float((values * log_w).sum())
+        if values is self.values0:
+            entropy = self.entropy0
+        else:  # the teacher's P: 0 log 0 = 0
+            entropy = 2.0 * float(torch.special.xlogy(values, values).sum())
+        return entropy - cross + float(torch.log(z))
 
     def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
         diff, base = self._edges(y)

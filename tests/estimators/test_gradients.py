@@ -1,4 +1,4 @@
-"""Objectives against independent references: scikit-learn's exact t-SNE and brute force sums."""
+"""Costs against independent references: scikit-learn's exact t-SNE and brute force sums."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sklearn.datasets import load_digits
 from sklearn.manifold._t_sne import _joint_probabilities, _kl_divergence
 
 from rkdo.estimators._affinity import SparseJoint, joint_dense, joint_sparse
+from rkdo.estimators._gradients import DenseCost, SparseCost
 from rkdo.estimators._interpolation import repulsion
-from rkdo.estimators._objectives import DenseObjective, SparseObjective
 from rkdo.kernels import StudentT
 
 
@@ -23,7 +23,7 @@ def digits() -> np.ndarray:
 def _sklearn_case(digits: np.ndarray, dof: float, n: int):
     condensed = _joint_probabilities(squareform(pdist(digits[:n], "sqeuclidean")), 20.0, 0)
     y = np.random.default_rng(0).normal(scale=3.0, size=(n, 2))
-    objective = DenseObjective(torch.from_numpy(squareform(condensed)).log(), StudentT(dof),
+    objective = DenseCost(torch.from_numpy(squareform(condensed)).log(), StudentT(dof),
                                joint=True)
     return condensed, y, objective
 
@@ -85,8 +85,8 @@ def test_sparse_objective_matches_dense_on_same_p(digits: np.ndarray) -> None:
     square[cols, rows] = values
     assert float(square.sum()) == pytest.approx(1.0)
     y = torch.randn(n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    dense_kl, dense_grad = DenseObjective(square.log(), StudentT(), joint=True).gradient(y, 4.0)
-    sparse = SparseObjective(affinity, 1.0, torch.device("cpu"), torch.float64)
+    dense_kl, dense_grad = DenseCost(square.log(), StudentT(), joint=True).gradient(y, 4.0)
+    sparse = SparseCost(affinity, 1.0, torch.device("cpu"), torch.float64)
     sparse_kl, sparse_grad = sparse.gradient(y, 4.0)
     assert sparse_kl == pytest.approx(dense_kl, rel=1e-5)
     assert float((sparse_grad - dense_grad).norm() / dense_grad.norm()) < 1e-3
@@ -95,9 +95,45 @@ def test_sparse_objective_matches_dense_on_same_p(digits: np.ndarray) -> None:
 def test_sparse_teacher_keeps_p_normalised() -> None:
     affinity = SparseJoint(np.array([0, 0, 1]), np.array([1, 2, 2]),
                            np.array([0.2, 0.2, 0.1]), 3)
-    objective = SparseObjective(affinity, 1.0, torch.device("cpu"), torch.float64)
+    objective = SparseCost(affinity, 1.0, torch.device("cpu"), torch.float64)
     y = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     objective.gradient(y)
     objective.teacher_step(0.5)
     assert float(2.0 * objective.values.sum()) == pytest.approx(1.0)
     assert not torch.equal(objective.values, objective.values0)
+
+
+def test_sparse_cost_is_finite_where_p_underflows_float32() -> None:
+    # issue 17, bug 1: well-separated blobs give P entries below float32's smallest subnormal;
+    # the KL of the float32 cost must still equal the float64 dense KL on the same P
+    from sklearn.datasets import make_blobs
+
+    x = make_blobs(n_samples=400, centers=20, cluster_std=1, center_box=(-12, 12),
+                   n_features=10, random_state=0)[0]
+    affinity = joint_sparse(x, 10.0, 30, 0)
+    assert (affinity.values < 1e-45).any()
+    n = affinity.n
+    square = torch.zeros(n, n, dtype=torch.float64)
+    rows, cols = torch.from_numpy(affinity.rows), torch.from_numpy(affinity.cols)
+    square[rows, cols] = torch.from_numpy(affinity.values)
+    square[cols, rows] = torch.from_numpy(affinity.values)
+    y = torch.randn(n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    dense_kl, _ = DenseCost(square.log(), StudentT(), joint=True).gradient(y)
+    sparse = SparseCost(affinity, 1.0, torch.device("cpu"))
+    sparse_kl, grad = sparse.gradient(y.float())
+    assert sparse_kl == pytest.approx(dense_kl, rel=1e-4)
+    assert sparse.static_kl(y.float()) == pytest.approx(dense_kl, rel=1e-4)
+    assert torch.isfinite(grad).all()
+
+
+def test_default_path_survives_underflowing_p() -> None:
+    # issue 17's reproduction: NaN at iteration 0 on the default (fft) path, and on iris
+    from sklearn.datasets import load_iris, make_blobs
+
+    from rkdo.estimators import NeighbourEmbedding
+
+    x = make_blobs(n_samples=2000, centers=40, cluster_std=1, center_box=(-12, 12),
+                   n_features=10, random_state=0)[0]
+    for data, method in ((x, "auto"), (load_iris().data, "fft")):
+        model = NeighbourEmbedding(random_state=0, method=method, max_iter=3).fit(data)
+        assert np.isfinite(model.kl_divergence_) and np.isfinite(model.embedding_).all()
