@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rkdo._validation import check_int, check_unit_interval
 from rkdo.functional import log_mix, mean_kl, recursive_kl
-from rkdo.fused import softmax_mean_kl, softmax_recursive_kl
+from rkdo.fused_scores import softmax_mean_kl, softmax_recursive_kl
 from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
 from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
 from rkdo.schedules import temperature_schedule
@@ -56,7 +56,7 @@ def _softmax_scores(kernel: Kernel, nb: Neighbourhood) -> Tensor | None:
     """The temperature-1 scores ``s`` of a learned kernel whose ``log q`` is
     ``log_softmax(s / tau)`` over the allowed candidates (as
     :meth:`~rkdo.kernels.LearnedKernel.log_probs` computes them), or None for any other kernel.
-    With them the loss runs :func:`~rkdo.fused.softmax_recursive_kl` from the scores."""
+    With them the loss runs :func:`~rkdo.fused_scores.softmax_recursive_kl` from the scores."""
     kind = type(kernel)
     if not (isinstance(kernel, LearnedKernel) and kind.log_probs is LearnedKernel.log_probs
             and kind.log_prob is LearnedKernel.log_prob):
