@@ -48,7 +48,7 @@ def test_step_flops_of_a_linear_encoder_and_the_losses(depth: int | None) -> Non
     loss = IConLoss() if depth is None else RKDOLoss(depth=depth)
     views = (torch.randn(batch, channels, size, size), torch.randn(batch, channels, size, size))
     labels = torch.zeros(batch, dtype=torch.long)
-    forward, train, loss_only, median = profile.profile_step(
+    forward, train, loss_only, seconds = profile.profile_step(
         encoder, Objective(loss), views, labels, steps=2, warmup=1,
     )
     # one z1 z2^T, shared by all K+1 temperatures of RKDO (the rest is element-wise, uncounted)
@@ -58,7 +58,7 @@ def test_step_flops_of_a_linear_encoder_and_the_losses(depth: int | None) -> Non
     assert forward == encoder_fwd + similarity
     # backward: weight gradient per view (inputs need no gradient), both operands of z1 z2^T
     assert train == forward + encoder_fwd + 2 * similarity
-    assert median > 0 and math.isfinite(median)
+    assert len(seconds) == 2 and all(t > 0 and math.isfinite(t) for t in seconds)
 
 
 def test_format_table_reports_ratios() -> None:
@@ -94,3 +94,29 @@ def test_timed_steps_keep_the_dataset_indices_of_a_temporal_loss() -> None:
                                                         "recursion": "temporal"})],
                            embedding_dim=8, hidden_dim=16, steps=2, warmup=1)
     assert rows[0].timed_steps == 2 and rows[0].median_step_seconds > 0
+    # the spread and the load come with the median
+    row = rows[0]
+    assert row.min_step_seconds <= row.median_step_seconds <= row.max_step_seconds
+    assert row.load_average is None or row.load_average >= 0
+
+
+def _timed(label: str, median: float, low: float, high: float) -> profile.StepProfile:
+    return profile.StepProfile(label, "rkdo", 1, 8, 8, "small-cnn", 10, 30, 1, median, 5, "cpu",
+                               1, min_step_seconds=low, max_step_seconds=high, load_average=8.0)
+
+
+def test_a_time_ratio_within_the_spread_says_so() -> None:
+    first = _timed("a", 0.100, 0.090, 0.400)
+    assert profile.time_verdict(_timed("b", 0.670, 0.300, 0.900), first) == (
+        "+570.0% (within the spread)")
+    assert profile.time_verdict(_timed("c", 0.670, 0.600, 0.900), first) == "+570.0%"
+    table = profile.format_table([first, _timed("b", 0.670, 0.300, 0.900)])
+    assert "100.0 [90.0, 400.0]" in table and "8.00" in table and "load (1 min)" in table
+    # a row stored before the spread was recorded still formats, and says so
+    old = profile.StepProfile("old", "icon", None, 8, 8, "small-cnn", 10, 30, 1, 0.2, 5, "cpu", 1)
+    assert profile.time_verdict(old, first) == "+100.0% (no spread recorded)"
+
+
+def test_an_unknown_method_is_refused_before_any_work() -> None:
+    with pytest.raises(ValueError, match="unknown method 'nosuch'.*known: .*icon"):
+        profile.profile("small-cnn", variants=[("nosuch", {"method": "nosuch"})])

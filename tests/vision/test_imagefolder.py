@@ -116,3 +116,26 @@ def test_a_corrupt_image_is_a_data_error_naming_the_file(tmp_path, damage, layou
                      "empty": b""}[damage])
     with pytest.raises(DataError, match=f"cannot decode {bad}.*delete or replace"):
         load(f"imagefolder:{tmp_path}")
+
+
+@pytest.mark.parametrize("layout", ["classes", "split"])
+def test_symlink_loops_and_duplicate_links_read_each_image_once(tmp_path, layout):
+    """The issue's folder: 12 PNG files and a link back to the root loaded as 252 images,
+    duplicated across train and test. Each real image must be read once."""
+    root = tmp_path / "data"
+    if layout == "classes":
+        _class_folders(root, {"ant": 6, "bee": 6})
+        (root / "ant" / "loop").symlink_to(root)  # a loop through every class
+        (root / "bee" / "again.png").symlink_to(root / "bee" / "000.png")
+    else:
+        _class_folders(root / "train", {"ant": 4, "bee": 4})
+        for c, name in enumerate(("ant", "bee")):
+            for k in range(2):
+                _png(root / "test" / name / f"{k:03d}.png", 100 + 10 * c + k)
+        (root / "train" / "ant" / "loop").symlink_to(root)
+        (root / "test" / "bee" / "copy.png").symlink_to(root / "train" / "bee" / "000.png")
+    splits = load(f"imagefolder:{root}")
+    assert len(splits.train) + len(splits.test) == 12
+    values = [int(image[0, 0, 0]) for image in torch.cat([splits.train.images,
+                                                          splits.test.images])]
+    assert len(set(values)) == 12  # every image once, none in both splits

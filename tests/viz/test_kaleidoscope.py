@@ -12,7 +12,6 @@ from rkdo.viz.kaleidoscope import (
     TEACHER_COLOR,
     THEMES,
     Kaleidoscope,
-    render_kaleidoscope,
 )
 
 
@@ -112,10 +111,9 @@ def test_bad_options_name_themselves(circulant) -> None:
         Kaleidoscope(good, dpi=30).update(2)
 
 
-def test_render_kaleidoscope_writes_every_frame_and_reports_it(tmp_path, circulant,
-                                                               pixels) -> None:
+def test_save_writes_every_frame_and_reports_it(tmp_path, circulant, pixels) -> None:
     fields = circulant.fields()
-    rendering = render_kaleidoscope(fields, tmp_path / "out" / "k.gif", dpi=30, split=True)
+    rendering = Kaleidoscope(fields, dpi=30, split=True).save(tmp_path / "out" / "k.gif")
     frames = pixels.read_gif(rendering.path)
     assert (rendering.frames, rendering.nodes) == (2, circulant.N)
     assert frames[0].shape == (rendering.height, rendering.width, 3) == (210, 390, 3)

@@ -93,3 +93,39 @@ def test_add_parser_registers_viz_with_three_commands() -> None:
         parser.parse_args(["viz", "kaleidoscope", "--simulate", "--run", "DIR"])
     with pytest.raises(SystemExit):
         parser.parse_args(["viz", "kaleidoscope", "--fps", "0"])
+
+
+def _rkdo(*argv: str) -> int:
+    from rkdo.cli.main import main as rkdo_main
+
+    return rkdo_main(list(argv))
+
+
+def test_kaleidoscope_default_nodes_adapt_to_a_small_recording(tmp_path, capsys) -> None:
+    from rkdo.fields import save_fields
+
+    fields = simulate(n_points=8, frames=2, seed=0).fields
+    path = save_fields(tmp_path / "eight.npz", fields)
+    assert _rkdo("viz", "kaleidoscope", "--run", str(path), "--dpi", "30",
+                 "--out", str(tmp_path / "k.gif")) == 0
+    assert "8 nodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["cmap", "npy", "truncated"])
+def test_kaleidoscope_typos_and_bad_files_give_one_line_with_the_fix(tmp_path, capsys,
+                                                                      case) -> None:
+    from rkdo.fields import save_fields
+
+    good = save_fields(tmp_path / "good.npz", simulate(n_points=6, frames=2, seed=0).fields)
+    source = {"cmap": good, "npy": tmp_path / "x.npy", "truncated": tmp_path / "t.npz"}[case]
+    if case == "npy":
+        np.save(source, np.ones((2, 6, 6)))
+    elif case == "truncated":
+        source.write_bytes(good.read_bytes()[:300])
+    extra = ["--cmap", "nosuchmap"] if case == "cmap" else []
+    assert _rkdo("viz", "kaleidoscope", "--run", str(source), "--dpi", "30", *extra,
+                 "--out", str(tmp_path / "k.gif")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert {"cmap": "such as coolwarm", "npy": "single .npy array",
+            "truncated": "not an .npz"}[case] in err

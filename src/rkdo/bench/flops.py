@@ -19,12 +19,17 @@ GFLOPs difference between depth 3 and depth 1 is of that size.)
 
 Wall time is the median over timed steps (after warm-up) of a full step including the optimiser
 update, on random inputs: it measures the model and the loss, not data loading or augmentation.
+The fastest and slowest timed steps and the machine's 1-minute load average come with it: on a
+shared machine a time ratio means something only where the two variants' [min, max] ranges do
+not overlap (:func:`time_verdict`).
 The paper reports 9.5537 (depth 1) and 9.5545 (depth 3) GFLOPs per step, forward only, for
 ResNet-18 at batch 64 and 32 px.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rkdo import methods
 from rkdo.training import Objective, TrainConfig, build_loss
 from rkdo.vision.models import build_model
 
@@ -45,6 +51,7 @@ __all__ = [
     "profile_step",
     "profile",
     "format_table",
+    "time_verdict",
 ]
 
 PAPER_GFLOPS: dict[str, float] = {"rkdo depth 1": 9.5537, "rkdo depth 3": 9.5545}
@@ -85,6 +92,10 @@ class StepProfile:
     timed_steps: int
     device: str
     threads: int
+    min_step_seconds: float = math.nan
+    max_step_seconds: float = math.nan
+    load_average: float | None = None
+    """The machine's 1-minute load average when the timing ended (None: not recorded)."""
 
     @property
     def forward_gflops(self) -> float:
@@ -107,11 +118,12 @@ def profile_step(
     steps: int = 10,
     warmup: int = 3,
     lr: float = 1e-3,
-) -> tuple[int, int, int, float]:
-    """``(forward FLOPs, forward+backward FLOPs, loss-only forward FLOPs, median seconds)``.
+) -> tuple[int, int, int, list[float]]:
+    """``(forward FLOPs, forward+backward FLOPs, loss-only forward FLOPs, step seconds)``.
 
     ``model`` is trained in place for ``warmup + steps`` Adam steps while timing (pass a fresh
-    copy if its weights matter). ``steps = 0`` skips timing (median NaN). The loss is called
+    copy if its weights matter); the seconds of each timed step are returned (none when
+    ``steps = 0``). The loss is called
     as the trainer calls it (``objective``), the batch being samples ``0 .. B-1`` at step 0.
     """
     if steps < 0 or warmup < 0:
@@ -136,12 +148,11 @@ def profile_step(
     train_flops = count_flops(forward_backward)
     loss_flops = count_flops(lambda: call(z1, z2))
 
-    median = float("nan")
+    seconds: list[float] = []
     if steps:
         parameters = list(model.parameters()) + list(objective.loss.parameters())
         optimizer = torch.optim.Adam(parameters, lr=lr)
         synchronize = (torch.cuda.synchronize if view1.is_cuda else lambda: None)
-        seconds = []
         for step in range(warmup + steps):
             synchronize()
             start = time.perf_counter()
@@ -151,8 +162,7 @@ def profile_step(
             synchronize()
             if step >= warmup:
                 seconds.append(time.perf_counter() - start)
-        median = statistics.median(seconds)
-    return forward_flops, train_flops, loss_flops, median
+    return forward_flops, train_flops, loss_flops, seconds
 
 
 def profile(
@@ -181,6 +191,11 @@ def profile(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not variants:
         raise ValueError("variants must name at least one (label, overrides) pair")
+    for label, overrides in variants:
+        method = overrides.get("method", TrainConfig.method)
+        if method not in methods.METHODS:
+            raise ValueError(f"unknown method {method!r} (variant {label!r}); known: "
+                             f"{', '.join(sorted(methods.METHODS))}")
     torch_device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     views = tuple(
@@ -197,7 +212,7 @@ def profile(
         model = build_model(encoder, channels, image_size, embedding_dim=embedding_dim,
                             hidden_dim=hidden_dim).to(torch_device)
         loss_fn = build_loss(config, n_samples=batch_size).to(torch_device)
-        forward, train, loss_only, median = profile_step(
+        forward, train, loss_only, seconds = profile_step(
             model, Objective.for_config(loss_fn, config), views, labels, steps=steps,
             warmup=warmup, lr=config.lr,
         )
@@ -206,36 +221,72 @@ def profile(
             label=label, method=config.method, depth=config.depth if recursive else None,
             batch_size=batch_size, image_size=image_size, encoder=encoder,
             forward_flops=forward, train_flops=train, loss_forward_flops=loss_only,
-            median_step_seconds=median, timed_steps=steps, device=str(torch_device),
-            threads=torch.get_num_threads(),
+            median_step_seconds=statistics.median(seconds) if seconds else math.nan,
+            timed_steps=steps, device=str(torch_device), threads=torch.get_num_threads(),
+            min_step_seconds=min(seconds, default=math.nan),
+            max_step_seconds=max(seconds, default=math.nan), load_average=_load_average(),
         ))
     return results
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def time_verdict(profile: StepProfile, reference: StepProfile) -> str:
+    """``profile``'s median step time relative to ``reference``'s, in words with its spread.
+
+    ``"+12.3%"`` where the two ranges of timed steps do not overlap; ``"+2.1% (within the
+    spread)"`` where they do; ``"--"`` where either was not timed.
+    """
+    if not (reference.median_step_seconds > 0 and profile.median_step_seconds > 0):
+        return "--"
+    change = f"{(profile.median_step_seconds / reference.median_step_seconds - 1) * 100:+.1f}%"
+    ranges = [(p.min_step_seconds, p.max_step_seconds) for p in (profile, reference)]
+    if any(math.isnan(low) or math.isnan(high) for low, high in ranges):
+        return change + " (no spread recorded)"
+    (low, high), (ref_low, ref_high) = ranges
+    if profile is not reference and (low <= ref_high and ref_low <= high):
+        return change + " (within the spread)"
+    return change
+
+
+def _milliseconds(p: StepProfile) -> str:
+    if not p.median_step_seconds == p.median_step_seconds:
+        return "--"
+    if math.isnan(p.min_step_seconds):
+        return f"{p.median_step_seconds * 1e3:.1f}"
+    return (f"{p.median_step_seconds * 1e3:.1f} [{p.min_step_seconds * 1e3:.1f}, "
+            f"{p.max_step_seconds * 1e3:.1f}]")
+
+
 def format_table(profiles: Sequence[StepProfile], markdown: bool = False) -> str:
-    """A table of the profiles, with ratios to the first row and to the paper's GFLOPs."""
+    """A table of the profiles, with ratios to the first row and to the paper's GFLOPs.
+
+    Times are the median [min, max] over the timed steps, with the load average when timed."""
     if not profiles:
         return ""
     first = profiles[0]
     header = ["variant", "fwd GFLOPs", "fwd+bwd GFLOPs", "loss fwd MFLOPs",
-              "fwd vs first", "median ms/step", "time vs first", "paper fwd GFLOPs",
-              "ours / paper"]
+              "fwd vs first", "ms/step median [min, max]", "time vs first", "load (1 min)",
+              "paper fwd GFLOPs", "ours / paper"]
     rows = []
     for p in profiles:
         # the paper's numbers are for one setting only; elsewhere a ratio would mean nothing
         paper_setting = (p.encoder, p.batch_size, p.image_size) == ("resnet18", 64, 32)
         paper = PAPER_GFLOPS.get(p.label) if paper_setting else None
-        time_ratio = (p.median_step_seconds / first.median_step_seconds
-                      if first.median_step_seconds == first.median_step_seconds
-                      and first.median_step_seconds > 0 else float("nan"))
         rows.append([
             p.label,
             f"{p.forward_gflops:.4f}",
             f"{p.train_gflops:.4f}",
             f"{p.loss_forward_flops / 1e6:.3f}",
             f"{(p.forward_flops / first.forward_flops - 1) * 100:+.4f}%",
-            f"{p.median_step_seconds * 1e3:.1f}",
-            f"{(time_ratio - 1) * 100:+.1f}%" if time_ratio == time_ratio else "--",
+            _milliseconds(p),
+            time_verdict(p, first),
+            "--" if p.load_average is None else f"{p.load_average:.2f}",
             f"{paper:.4f}" if paper is not None else "--",
             f"{p.forward_gflops / paper:.4f}" if paper is not None else "--",
         ])

@@ -248,7 +248,7 @@ def _parse_methods(content: dict[str, Any]) -> list[MethodSpec]:
             )
         if label in (FLOOR, PIXELS, "profile"):
             raise ValueError(f"method name {label!r} is reserved")
-        optional = bool(entry.pop("optional", False))
+        optional = entry.pop("optional", False)
         resources = _parse_resources(entry.pop("resources", {}), f"[[methods]] {label}")
         entry.setdefault("method", label)
         _check_options(entry, f"[[methods]] {label}", [r for r in _RESERVED if r != "method"])
@@ -270,12 +270,48 @@ def _roles(content: dict[str, Any], labels: list[str]) -> tuple[str, str]:
     return treatment, baseline
 
 
+_KINDS: dict[str, tuple[Any, str]] = {
+    "string": (lambda v: isinstance(v, str), 'a string ("...")'),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "table": (lambda v: isinstance(v, dict), "a table ([{key}] followed by key = value lines)"),
+    "tables": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+               "an array of tables ([[{key}]] entries)"),
+}
+_TOP_KINDS = {"name": "string", "description": "string", "treatment": "string",
+              "baseline": "string", "settings": "table", "datasets": "tables",
+              "methods": "tables", "profile": "bool", "profile_steps": "count",
+              "resources": "table"}
+_ENTRY_KINDS = {"datasets": {"dataset": "string", "resources": "table"},
+                "methods": {"name": "string", "optional": "bool", "resources": "table"}}
+
+
+def _check_kinds(content: dict[str, Any]) -> None:
+    """Every top-level key and every entry's own keys have the TOML type they need, before
+    any of them is used (``profile = "no"`` is not read as true)."""
+    def check(where: str, key: str, value: Any, kind: str) -> None:
+        fits, words = _KINDS[kind]
+        if not fits(value):
+            raise ValueError(f"{where} must be {words.format(key=key)}, got {value!r} "
+                             f"({type(value).__name__})")
+
+    for key, kind in _TOP_KINDS.items():
+        if key in content:
+            check(f"'{key}'", key, content[key], kind)
+    for table, kinds in _ENTRY_KINDS.items():
+        for index, entry in enumerate(content.get(table, [])):
+            for key, kind in kinds.items():
+                if key in entry:
+                    check(f"[[{table}]] entry {index + 1}: {key}", key, entry[key], kind)
+
+
 def parse_grid(text: str, source: str = "<grid>") -> Grid:
     """Parse and check a grid's TOML text (every error names the key and what is allowed)."""
     content = _toml_loads(text)
     unknown = sorted(set(content) - set(_TOP_LEVEL))
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown}; allowed: {', '.join(_TOP_LEVEL)}")
+    _check_kinds(content)
     seeds = _int_list(content, "seeds")
     durations = _int_list(content, "durations")
     if any(d < 1 for d in durations):
@@ -291,6 +327,6 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         name=content.get("name") or Path(source).stem, description=content.get("description", ""),
         seeds=seeds, durations=sorted(durations), treatment=treatment, baseline=baseline,
         settings=settings, datasets=datasets, methods=methods,
-        profile=bool(content.get("profile", True)), profile_steps=profile_steps, text=text,
+        profile=content.get("profile", True), profile_steps=profile_steps, text=text,
         content=content, resources=_parse_resources(content.get("resources", {}), "[resources]"),
     )

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from rkdo._validation import check_positive
 from rkdo.cli._common import run_command
 from rkdo.fields import load_fields, save_fields
-from rkdo.viz.kaleidoscope import render_kaleidoscope
+from rkdo.viz.kaleidoscope import Kaleidoscope
 from rkdo.viz.plots import plot_curves, plot_run_embedding
 from rkdo.viz.simulate import simulate
 
 __all__ = ["add_parser", "main"]
 
 _SIMULATED_FRAMES = 50
+_DEFAULT_NODES = 12
 
 
 def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
     else:
         frames = _SIMULATED_FRAMES if args.frames is None else args.frames
         fields = simulate(
-            n_points=args.nodes if args.points is None else args.points,
+            n_points=args.points or args.nodes or _DEFAULT_NODES,
             dim=args.dim, clusters=args.clusters, spread=args.spread, jitter=args.jitter,
             temperature=args.temperature, alpha=args.alpha, lr=args.lr, frames=frames,
             steps_per_frame=args.steps_per_frame, debias=args.debias, seed=args.seed,
@@ -45,10 +46,10 @@ def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
         if args.save_fields is not None:
             save_fields(args.save_fields, fields)
         source = f"simulation (seed {args.seed})"
-    rendering = render_kaleidoscope(
-        fields, args.out, fps=args.fps, nodes=args.nodes, split=args.split, theme=args.theme,
-        dpi=args.dpi, frames=frames, cmap=args.cmap, title=args.title,
-    )
+    rendering = Kaleidoscope(
+        fields, nodes=args.nodes, split=args.split, theme=args.theme, dpi=args.dpi,
+        frames=frames, cmap=args.cmap, title=args.title,
+    ).save(args.out, fps=args.fps)
     print(f"wrote {rendering.path}: {rendering.frames} frames of {rendering.width}x"
           f"{rendering.height} px, {rendering.nodes} nodes, from the {source}, in "
           f"{time.perf_counter() - started:.1f} s")
@@ -113,8 +114,9 @@ def _add_kaleidoscope(sub: argparse._SubParsersAction) -> None:
                         help="a run directory with fields.npz (or the .npz file itself)")
     k.add_argument("--split", action="store_true",
                    help="student (left) and teacher (right) side by side")
-    k.add_argument("--nodes", type=int, default=12,
-                   help="number of anchors drawn (a label-balanced subset of a run's probes)")
+    k.add_argument("--nodes", type=int, default=None,
+                   help=f"number of anchors drawn (default: {_DEFAULT_NODES}, or all of a "
+                        "recording with fewer; a label-balanced subset of a run's probes)")
     k.add_argument("--theme", choices=("dark", "light"), default="dark", help="colour theme")
     k.add_argument("--frames", type=int, default=None,
                    help=f"number of frames (default: {_SIMULATED_FRAMES} simulated; all recorded "

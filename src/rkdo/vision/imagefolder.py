@@ -9,11 +9,15 @@ Two layouts (``PATH`` is what follows ``imagefolder:``):
   the fixed seed :data:`HOLDOUT_SEED`, so every run, resume and evaluation sees the same split.
 
 Each image is resized (shorter side) and centre-cropped once at load time. A file that cannot
-be decoded is a :class:`~rkdo.vision.splits.DataError` naming that file.
+be decoded is a :class:`~rkdo.vision.splits.DataError` naming that file. Symbolic links are
+followed, but each real folder is walked once and each real image file read once (the first
+path to it in sorted order), so a link loop or a second link to the same image can neither
+repeat images nor put one image in both splits.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +65,12 @@ def load_imagefolder(
             f"holdout_fraction applies to a single folder of class folders, but {path} already "
             f"has train/ and {held_out.name}/; leave holdout_fraction unset"
         )
-    train, train_classes = _read(path / "train")
-    test, test_classes = _read(held_out)
+    try:
+        walk = _Walk(path, [path / "train", held_out])
+    except OSError as err:
+        raise DataError(f"imagefolder {path}: {err}. {_LAYOUTS}.") from err
+    train, train_classes = _read(path / "train", walk)
+    test, test_classes = _read(held_out, walk)
     if test_classes != train_classes:
         raise DataError(
             f"imagefolder: class folders differ between {path / 'train'} ({train_classes}) and "
@@ -123,16 +131,61 @@ def stratified_holdout(
     return np.setdiff1d(np.arange(labels.shape[0]), test), test
 
 
-def _read(folder: Path) -> tuple[ImageData, list[str]]:
-    """Every image under ``folder/<class>/`` decoded, with the sorted class names."""
-    from torchvision.datasets import ImageFolder
+class _Walk:
+    """What a dataset's walk has used: real image files read, and real folders that are not a
+    class folder's contents (the dataset, its splits, every class folder), never entered
+    through a link: a link to one of them is a loop or a jump into another class."""
 
+    def __init__(self, top: Path, splits: list[Path]) -> None:
+        self.files: set[str] = set()
+        self.fixed = {os.path.realpath(top)} | {os.path.realpath(s) for s in splits}
+        for split in splits:
+            with os.scandir(split) as entries:
+                self.fixed |= {os.path.realpath(e.path) for e in entries if e.is_dir()}
+
+    def images(self, class_folder: Path) -> list[Path]:
+        """Image files under ``class_folder``, sorted, following links, each real folder
+        visited once and each real file kept once."""
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        found, visited = [], set()
+        for root, folders, names in os.walk(class_folder, followlinks=True):
+            visited.add(os.path.realpath(root))
+            folders[:] = sorted(f for f in folders if self._enter(Path(root) / f, visited))
+            for name in sorted(names):
+                target = os.path.realpath(Path(root) / name)
+                if (name.lower().endswith(IMG_EXTENSIONS) and os.path.isfile(target)
+                        and target not in self.files):
+                    self.files.add(target)
+                    found.append(Path(root) / name)
+        return found
+
+    def _enter(self, folder: Path, visited: set[str]) -> bool:
+        real = os.path.realpath(folder)
+        return real not in visited and real not in self.fixed and not any(
+            fixed.startswith(real + os.sep) for fixed in self.fixed)
+
+
+def _read(folder: Path, walk: _Walk | None = None) -> tuple[ImageData, list[str]]:
+    """Every image under ``folder/<class>/`` decoded, with the sorted class names (``walk``:
+    shared by the splits of one dataset)."""
     try:
-        listing = ImageFolder(str(folder))
-    except (FileNotFoundError, OSError) as err:
+        walk = _Walk(folder, [folder]) if walk is None else walk
+        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    except OSError as err:
         raise DataError(f"imagefolder {folder}: {err}. {_LAYOUTS}.") from err
-    images = torch.stack([_decode(Path(file)) for file, _ in listing.samples])
-    return ImageData(images, torch.as_tensor(listing.targets, dtype=torch.int64)), listing.classes
+    if not classes:
+        raise DataError(f"imagefolder {folder}: no class folders in it. {_LAYOUTS}.")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        members = walk.images(folder / name)
+        if not members:
+            raise DataError(f"imagefolder {folder}: no image files in the class folder "
+                            f"{folder / name}; add images or remove that folder")
+        files += members
+        labels += [label] * len(members)
+    images = torch.stack([_decode(file) for file in files])
+    return ImageData(images, torch.as_tensor(labels, dtype=torch.int64)), classes
 
 
 def _decode(file: Path) -> Tensor:

@@ -3,7 +3,7 @@
 - :mod:`rkdo.viz.simulate`: a small deterministic run of the recursion, as teacher and student
   fields over time.
 - :mod:`rkdo.viz.layout`: where the kaleidoscope puts nodes, edges and petals (numpy only).
-- :mod:`rkdo.viz.kaleidoscope`: the drawing, one frame at a time, and ``render_kaleidoscope``.
+- :mod:`rkdo.viz.kaleidoscope`: the drawing, one frame at a time, and ``Kaleidoscope.save``.
 - :mod:`rkdo.viz.encode`: frames to an animated GIF (Pillow) or MP4 (``ffmpeg``).
 - :mod:`rkdo.viz.plots`: loss and evaluation curves of runs; 2-D maps of learned features.
 
@@ -13,7 +13,7 @@ light.
 """
 
 from rkdo.viz.encode import save_frames
-from rkdo.viz.kaleidoscope import Kaleidoscope, Rendering, render_kaleidoscope
+from rkdo.viz.kaleidoscope import Kaleidoscope, Rendering
 from rkdo.viz.layout import Layout
 from rkdo.viz.plots import embed_2d, plot_curves, plot_embedding, plot_run_embedding, read_metrics
 from rkdo.viz.simulate import Simulation, simulate
@@ -28,7 +28,6 @@ __all__ = [
     "plot_embedding",
     "plot_run_embedding",
     "read_metrics",
-    "render_kaleidoscope",
     "save_frames",
     "simulate",
 ]

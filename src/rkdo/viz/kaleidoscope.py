@@ -12,7 +12,7 @@ diagonal ``p(i|i), q(i|i)`` (an anchor with its own other view, in the pair form
 The figure is built once with matplotlib's object API (``Figure`` on an Agg canvas, never
 ``pyplot``) and only the artists that change are redrawn for each frame over a cached
 background (blitting; edges are one ``LineCollection`` per panel), so 50 frames render in
-seconds. :func:`render_kaleidoscope` renders every frame into a GIF or MP4
+seconds. :meth:`Kaleidoscope.save` renders every frame into a GIF or MP4
 (:func:`rkdo.viz.encode.save_frames`). Matplotlib is imported when a figure is built.
 """
 
@@ -38,7 +38,6 @@ __all__ = [
     "NATURAL_COLOR",
     "Kaleidoscope",
     "Rendering",
-    "render_kaleidoscope",
 ]
 
 TEACHER_COLOR = "#ff3b30"
@@ -53,6 +52,16 @@ THEMES: dict[str, dict[str, str]] = {
     "light": {"background": "#ffffff", "foreground": "#1f2328", "petal": "#eef0f4",
               "petal_edge": "#8a93a3", "node": "#2b2b2b"},
 }
+
+
+def _check_cmap(name: str) -> None:
+    from matplotlib import colormaps
+
+    if name not in colormaps:
+        diverging = [c for c in ("coolwarm", "RdBu_r", "bwr", "PiYG", "PuOr", "seismic")
+                     if c in colormaps]
+        raise ValueError(f"cmap {name!r} is not a matplotlib colormap; use a diverging one "
+                         f"such as {', '.join(diverging)}")
 
 
 class Kaleidoscope:
@@ -88,6 +97,7 @@ class Kaleidoscope:
         title: str = "RKDO kaleidoscope",
     ) -> None:
         self.theme = THEMES[check_choice("theme", theme, tuple(THEMES))]
+        _check_cmap(cmap)
         self.dpi = check_positive("dpi", dpi)
         self.split = bool(split)
         self.max_width = float(max_width)
@@ -274,6 +284,18 @@ class Kaleidoscope:
         height, _ = self.size
         return int(round(height - y - 0.5)), int(round(x - 0.5))
 
+    def save(self, out: str | Path, *, fps: float = 10.0) -> Rendering:
+        """Render every frame into a GIF or MP4 ``out`` (:func:`rkdo.viz.encode.save_frames`),
+        then release the figure."""
+        try:
+            height, width = self.size
+            images = list(self.frames())
+            reserved = self.palette_colors()
+        finally:
+            self.close()
+        path = save_frames(images, out, fps, reserved_colors=reserved)
+        return Rendering(path, len(images), width, height, len(self.layout.nodes))
+
     def close(self) -> None:
         """Release the figure."""
         self.figure.clear()
@@ -281,7 +303,7 @@ class Kaleidoscope:
 
 @dataclass(frozen=True)
 class Rendering:
-    """What :func:`render_kaleidoscope` wrote: the file, its frame count, size and node count."""
+    """What :meth:`Kaleidoscope.save` wrote: the file, its frame count, size and node count."""
 
     path: Path
     frames: int
@@ -290,27 +312,3 @@ class Rendering:
     nodes: int
 
 
-def render_kaleidoscope(
-    fields: Fields,
-    out: str | Path,
-    *,
-    fps: float = 10.0,
-    nodes: int | None = None,
-    split: bool = False,
-    theme: str = "dark",
-    dpi: float = 100.0,
-    frames: int | None = None,
-    cmap: str = "coolwarm",
-    title: str = "RKDO kaleidoscope",
-) -> Rendering:
-    """Render the frames of ``fields`` (:class:`Kaleidoscope` options) into a GIF or MP4 ``out``."""
-    kaleidoscope = Kaleidoscope(fields, nodes=nodes, split=split, theme=theme, dpi=dpi,
-                                frames=frames, cmap=cmap, title=title)
-    try:
-        height, width = kaleidoscope.size
-        images = list(kaleidoscope.frames())
-        reserved = kaleidoscope.palette_colors()
-    finally:
-        kaleidoscope.close()
-    path = save_frames(images, out, fps, reserved_colors=reserved)
-    return Rendering(path, len(images), width, height, len(kaleidoscope.layout.nodes))
