@@ -154,11 +154,27 @@ def _locked(out: Path) -> Iterator[None]:
         handle.close()
 
 
+def read_store_file(out: Path) -> dict[str, Any]:
+    """``store.json``, checked: an object with the grid's hash and a list of sessions."""
+    path, store = out / STORE_FILE, read_json(out / STORE_FILE)
+    sessions = store.get("sessions", []) if isinstance(store, dict) else None
+    if (isinstance(store, dict) and isinstance(store.get("grid_hash"), str)
+            and isinstance(sessions, list) and all(isinstance(s, dict) for s in sessions)):
+        return store
+    try:
+        grid = parse_grid((out / GRID_FILE).read_text(), str(out / GRID_FILE))
+        fix = f"write {{\"grid_name\": \"{grid.name}\", \"grid_hash\": \"{grid.hash}\"}} into it"
+    except (OSError, ValueError):
+        fix = "restore it (it names the grid that made the store)"
+    raise ValueError(f"{path} is not a store file (an object with grid_hash and a list of "
+                     f"sessions), it holds {json.dumps(store)[:60]}; {fix}")
+
+
 def _claim(out: Path, grid: Grid, allow_grid_change: bool) -> None:
     """Check that ``out`` belongs to ``grid`` (or may be taken over); write its grid files."""
     store_path = out / STORE_FILE
     if store_path.exists():
-        store = read_json(store_path)
+        store = read_store_file(out)
         if store["grid_hash"] == grid.hash:
             return
         if not allow_grid_change:
@@ -269,7 +285,7 @@ def load_results(out: str | os.PathLike[str]) -> Results:
     # the report reads what is stored: which data root or device ran it does not matter
     jobs = plan(grid, validate=False)
     results = Results(out, grid, jobs, {},
-                      sessions=read_json(out / STORE_FILE).get("sessions", []))
+                      sessions=read_store_file(out).get("sessions", []))
     for job in jobs:
         if job.key in stored:
             results.add(job, stored[job.key])

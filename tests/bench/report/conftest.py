@@ -119,6 +119,12 @@ class Synthetic:
 
 
 @pytest.fixture(scope="session")
+def store_maker():
+    """:func:`make_store`: writes the synthetic store into a directory, returns its grid."""
+    return make_store
+
+
+@pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
     store = tmp_path_factory.mktemp("store")
     make_store(store)

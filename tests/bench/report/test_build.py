@@ -34,3 +34,40 @@ def test_report_contains_every_table_and_figure(synthetic) -> None:
 def test_report_refuses_a_directory_that_is_not_a_store(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a bench store"):
         write_report(tmp_path)
+
+
+@pytest.mark.parametrize("kept", ["none", "floors", "treatment-only", "one-seed"])
+def test_a_partial_store_is_reported_with_what_is_missing(tmp_path: Path, kept: str,
+                                                          store_maker) -> None:
+    """A grid still running or killed: before, a raw KeyError, a figures/ folder and no
+    report.md. Now the report is written from what exists and names the jobs still missing."""
+    import json
+
+    from rkdo import bench
+
+    jobs = bench.plan(store_maker(tmp_path), validate=False)
+    results = tmp_path / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    keep = {"none": lambda r: False,
+            "floors": lambda r: r["kind"] == "floor",
+            "treatment-only": lambda r: r.get("method") == "rkdo" and r["kind"] == "train",
+            "one-seed": lambda r: r.get("seed") in (0, None) and r["status"] == "ok"}[kept]
+    kept_records = [r for r in records if keep(r)]
+    results.write_text("".join(json.dumps(r) + "\n" for r in kept_records))
+    text = write_report(tmp_path).read_text()
+    missing = len(jobs) - len(kept_records)
+    assert f"**Incomplete store: {missing} of {len(jobs)} jobs have no result yet**" in text
+    assert (tmp_path / "report.md").exists()
+    assert "rerun `rkdo bench` with this grid" in text
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", '{"grid_hash": "x", "sessions": 3}'])
+def test_a_broken_store_file_is_one_line_with_the_fix(tmp_path: Path, content: str,
+                                                      store_maker) -> None:
+    grid = store_maker(tmp_path)
+    (tmp_path / "store.json").write_text(content)
+    with pytest.raises(ValueError, match=r"store.json is not a store file .*write "
+                                         rf'{{"grid_name": "synthetic", "grid_hash": '
+                                         rf'"{grid.hash}"}}') as error:
+        write_report(tmp_path)
+    assert "\n" not in str(error.value)

@@ -59,6 +59,7 @@ def _how_it_ran(view: View, results: Results) -> list[str]:
         f"- Store: `{results.out}` (grid hash `{grid.hash}`); {len(records)} of "
         f"{len(results.jobs)} jobs with results, {len(results.failed)} failed, "
         f"{len(results.skipped)} skipped.",
+        *_missing(results),
         f"- Datasets: {', '.join(view.datasets) or '--'}; methods: {', '.join(view.methods)} "
         f"(treatment `{view.treatment}`, baseline `{view.baseline}`); durations (epochs): "
         f"{', '.join(map(str, grid.durations))}; seeds: {', '.join(map(str, grid.seeds))}.",
@@ -88,13 +89,27 @@ def _how_it_ran(view: View, results: Results) -> list[str]:
     return lines + _provenance(results)
 
 
+def _missing(results: Results) -> list[str]:
+    """A line naming the jobs without a result (a grid still running, or stopped)."""
+    done = set(results.records) | {r["key"] for r in results.failed + results.skipped}
+    missing = [job.key for job in results.jobs if job.key not in done]
+    if not missing:
+        return []
+    shown = ", ".join(f"`{key}`" for key in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return [f"- **Incomplete store: {len(missing)} of {len(results.jobs)} jobs have no result "
+            f"yet** (the grid is still running, was stopped, or their settings changed): "
+            f"{shown}{more}. Tables, verdicts and figures use only what exists; rerun "
+            f"`rkdo bench` with this grid and `--out {results.out}` to complete the store."]
+
+
 def _provenance(results: Results) -> list[str]:
     records = results.records
     lines = [line for line in [_compute_line(records)] if line]
     for session in results.sessions:
-        state = (f"finished {session['finished']} after {session['seconds'] / 60:.1f} min"
-                 if "finished" in session else "interrupted")
-        lines.append(f"- Session: `{session.get('command')}` started {session['started']}, "
+        state = (f"finished {session['finished']} after {session.get('seconds', 0) / 60:.1f} "
+                 "min" if "finished" in session else "interrupted or still running")
+        lines.append(f"- Session: `{session.get('command')}` started {session.get('started')}, "
                      f"{session.get('pending')} jobs pending, {state}.")
     versions = next(iter(records.values()), {}).get("versions", {}) if records else {}
     if versions:

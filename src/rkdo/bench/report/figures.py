@@ -200,7 +200,7 @@ def make_figures(results: Results, directory: str | os.PathLike[str]) -> dict[st
     if not view.datasets:
         return {}
     tab10 = matplotlib.colormaps["tab10"]
-    colours = {m: tab10(k) for k, m in enumerate(view.methods)}
+    colours = {m.name: tab10(k % 10) for k, m in enumerate(view.grid.methods)}
     figures: dict[str, Path] = {}
     for name, draw in _DRAW.items():
         figure = draw(view, colours)
