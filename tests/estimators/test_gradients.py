@@ -65,7 +65,8 @@ def test_joint_dense_matches_sklearn(digits: np.ndarray) -> None:
 @pytest.mark.parametrize("dof", [1.0, 0.5])
 @pytest.mark.parametrize("scale", [1e-3, 1.0])
 def test_repulsion_matches_brute_force(dof: float, scale: float) -> None:
-    y = torch.randn(800, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * scale
+    generator = torch.Generator().manual_seed(0)
+    y = torch.randn(1500, 2, dtype=torch.float64, generator=generator) * scale
     base = (1.0 + torch.cdist(y, y).square() / dof).reciprocal()
     w = base.pow(0.5 * (dof + 1.0))
     z = w.sum() - len(y)
@@ -137,3 +138,25 @@ def test_default_path_survives_underflowing_p() -> None:
     for data, method in ((x, "auto"), (load_iris().data, "fft")):
         model = NeighbourEmbedding(random_state=0, method=method, max_iter=3).fit(data)
         assert np.isfinite(model.kl_divergence_) and np.isfinite(model.embedding_).all()
+
+
+def test_grid_is_capped_and_fft_friendly() -> None:
+    # issue 17, bug 2: the grid grew with the square of the span; now at most 1.11 B(n) boxes
+    from rkdo.estimators._interpolation import _grid, _smooth, max_boxes
+
+    assert [_smooth(k) for k in (7, 47, 50, 94, 141, 1001)] == [8, 48, 50, 96, 144, 1024]
+    for n, span in ((50, 644.0), (50, 1e6), (2000, 300.0), (70_000, 150.0)):
+        boxes, spacing = _grid(span, n, 3, 50, 1.0)
+        assert boxes <= 1.11 * max_boxes(n)
+        assert boxes * 3 * spacing >= span  # the grid covers the points
+    assert _grid(150.0, 70_000, 3, 50, 1.0) == (150, 1.0 / 3)  # below the cap: boxes 1 wide
+
+
+def test_repulsion_exact_for_few_points_at_any_span() -> None:
+    # the 50 points of scikit-learn's learning_rate=100 test reach a span of ~600
+    y = torch.rand(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 600
+    diff = y[:, None, :] - y[None, :, :]
+    w = (1.0 + diff.square().sum(-1)).reciprocal()
+    r_fft, z_fft = repulsion(y)
+    assert float(z_fft) == pytest.approx(float(w.sum() - 50), rel=1e-12)
+    torch.testing.assert_close(r_fft, ((w * w)[:, :, None] * diff).sum(1), rtol=1e-10, atol=0)
