@@ -9,13 +9,21 @@ Losses you can drop into any training loop::
 
 Kernels live in :mod:`rkdo.kernels`, the pure math in :mod:`rkdo.functional`, presets of the
 I-Con table in :mod:`rkdo.methods`, the temperature and ``alpha`` schedules in
-:mod:`rkdo.schedules`, the temporal teacher in :mod:`rkdo.teacher`. Importing ``rkdo`` loads
-only this torch-only core; the application layers (``rkdo.vision``, ``rkdo.evaluation``,
-``rkdo.training``, ``rkdo.bench``, ``rkdo.viz``, ``rkdo.cli``) load when imported.
+:mod:`rkdo.schedules`, the temporal teacher in :mod:`rkdo.teacher`. The names above load on
+first use (PEP 562), so ``import rkdo`` itself loads nothing heavy: the ``rkdo`` command can
+choose its thread settings before torch starts. The core needs only torch; the application
+layers (``rkdo.vision``, ``rkdo.evaluation``, ``rkdo.training``, ``rkdo.bench``, ``rkdo.viz``,
+``rkdo.cli``) load when imported.
 """
 
-from rkdo import functional, kernels, methods, schedules, teacher
-from rkdo.losses import IConLoss, RKDOLoss
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rkdo import functional, kernels, methods, schedules, teacher
+    from rkdo.losses import IConLoss, RKDOLoss
 
 __all__ = [
     "IConLoss",
@@ -28,3 +36,19 @@ __all__ = [
     "__version__",
 ]
 __version__ = "0.1.0"
+
+_SUBMODULES = ("functional", "kernels", "methods", "schedules", "teacher")
+_LOSSES = ("IConLoss", "RKDOLoss")
+
+
+def __getattr__(name: str) -> Any:
+    """Load a name of the package's face on first use (``rkdo.methods``, ``rkdo.RKDOLoss``)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rkdo.{name}")
+    if name in _LOSSES:
+        return getattr(importlib.import_module("rkdo.losses"), name)
+    raise AttributeError(f"module 'rkdo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
