@@ -52,30 +52,73 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                help=help_text)
         else:
             kind = _TYPES[str(spec.type).replace(" | None", "")]
+            if "default" not in help_text:  # a help text that explains its default keeps it
+                help_text = f"{help_text} (default: {default})"
             group.add_argument(flag(spec.name), action=_Given, type=kind, default=default,
-                               help=f"{help_text} (default: {default})")
+                               help=help_text)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The settings of a ``--config`` TOML file: ``TrainConfig`` field names (``batch_size`` or
+    ``batch-size``), at the top or in tables named after the option groups (``[optimisation]``).
+    Unknown names and wrong types are refused in one line naming the file and the key."""
+    import difflib
+
+    from rkdo.training import GROUPS, TrainConfig
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"--config {path} is not valid TOML: {error}") from None
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        inner = value.items() if isinstance(value, dict) and key in GROUPS else [(key, value)]
+        for name, item in inner:
+            flat[name.replace("-", "_")] = item
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    for name in flat:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else " (see `rkdo train --help`)"
+            raise ValueError(f"--config {path}: unknown setting {name!r}{hint}")
+    try:
+        TrainConfig.from_dict(flat)  # the types of config.json's keys, checked the same way
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--config {path}: {error}") from None
+    return flat
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~rkdo.training.TrainConfig` the parsed flags describe (``--recipe NAME``:
-    the recipe's settings wherever no flag was given)."""
+    """The :class:`~rkdo.training.TrainConfig` the parsed flags describe. Later sources win:
+    the defaults, ``--recipe NAME``, the ``--config FILE`` settings, the flags typed."""
     from rkdo.training import TrainConfig
     from rkdo.training.recipes import RECIPES
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = getattr(args, "given", set())
     recipe = getattr(args, "recipe", None)
     if recipe is not None:
-        given = getattr(args, "given", set())
         values.update({k: v for k, v in RECIPES[recipe].items() if k not in given})
+    if getattr(args, "config", None) is not None:
+        values.update({k: v for k, v in read_config_file(args.config).items()
+                       if k not in given})
     return TrainConfig(**values)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from rkdo.training import train
 
-    if args.resume and args.recipe:
-        raise ValueError(f"--resume continues the run in {args.resume} with its saved config: "
-                         "drop --recipe")
+    for chosen in ("recipe", "config"):
+        if args.resume and getattr(args, chosen):
+            raise ValueError(f"--resume continues the run in {args.resume} with its saved "
+                             f"config: drop --{chosen}")
     if args.resume and (args.out or args.overwrite):
         raise ValueError(f"--resume continues the run in {args.resume}: drop "
                          f"{'--out' if args.out else '--overwrite'} (or start a new run with "
@@ -132,7 +175,9 @@ def _add_demo(sub: Any) -> None:
         "demo", help="train I-Con and RKDO on digits and compare them (minutes on a CPU)",
         description="Train I-Con and RKDO on scikit-learn's digits with the same seed, encoder "
                     "and budget, evaluate both (and the untrained encoder as a floor) on the "
-                    "held-out split, print a table and save a figure.",
+                    "held-out split, print a table and save a figure. Runs on one thread unless "
+                    "`rkdo --threads N demo` or OMP_NUM_THREADS says otherwise, so that the "
+                    "table is the same on every machine (README.md shows it).",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=int, default=30, help="epochs per method (default: 30)")
@@ -165,6 +210,10 @@ def _add_train(sub: Any) -> None:
     train.add_argument("--recipe", choices=sorted(RECIPES),
                        help="settings chosen on a validation split for a dataset "
                             "(docs/results/recipe.md); flags given override them")
+    train.add_argument("--config", metavar="FILE",
+                       help="a TOML file of settings (option names as keys, e.g. lr = 0.01 or "
+                            "batch-size = 128, at the top or under [optimisation] and the other "
+                            "group names); it overrides --recipe, flags given override it")
     add_config_arguments(train)
     train.set_defaults(func=_cmd_train)
 
