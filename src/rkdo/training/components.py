@@ -26,15 +26,18 @@ from typing import Any
 import torch
 
 from rkdo.evaluation import evaluate
+from rkdo.evaluation.noisy import evaluate_noisy
 from rkdo.training.config import TrainConfig, check_device, validate
 from rkdo.training.objective import Objective, build_loss
 from rkdo.vision import data as data_module
+from rkdo.vision import noise
 from rkdo.vision.augment import TwoViews
 from rkdo.vision.models import RawPixels, build_model
 from rkdo.vision.splits import DatasetSplits, ImageData
 
 __all__ = ["Components", "VALIDATION_SEED", "resolve_device", "evaluate_initial",
-           "evaluate_pixels", "validation_splits", "build_augment"]
+           "evaluate_pixels", "evaluate_parts", "validation_splits", "build_augment",
+           "noisy_training_split"]
 
 VALIDATION_SEED = 20261201
 """Seed of the permutation that carves the validation split (fixed: independent of ``seed``)."""
@@ -59,6 +62,9 @@ class Components:
                                       holdout_fraction=config.holdout_fraction)
         if config.validation_size:
             self.data = validation_splits(self.data, config.validation_size)
+        # the training split as trained on (maybe subsampled, maybe with noisy labels) and its
+        # clean labels, which only the noisy-label evaluation reads
+        self.data, self.clean_train_labels = noisy_training_split(self.data, config)
         self.image_size = config.image_size or data_module.default_image_size(config.dataset)
         n_train = len(self.data.train)
         if config.batch_size > n_train:
@@ -86,10 +92,35 @@ class Components:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = build_loss(config, n_train, self.total_steps).to(device)
+        attach = getattr(self.loss, "attach", None)
+        if attach is not None:  # a head or an EMA teacher, made before the optimiser
+            attach(model=self.model, num_classes=len(self.data.classes))
         self.objective = Objective.for_config(self.loss, config)
         self.augment = build_augment(config, self.image_size, self.data.channels)
         self.optimizer = _optimizer(config, [*self.model.parameters(), *self.loss.parameters()])
         self.scheduler = _scheduler(config, self.optimizer, self.total_steps)
+
+
+def noisy_training_split(data: DatasetSplits, config: TrainConfig
+                         ) -> tuple[DatasetSplits, torch.Tensor]:
+    """``data`` with its training split subsampled to ``train_size`` (stratified, fixed seed
+    :data:`VALIDATION_SEED`: the same images for every run) and ``label_noise`` applied to its
+    labels (seeded by the run's ``seed``, :func:`rkdo.vision.noise.corrupt_labels`); returns it
+    and the clean training labels. The test split is never changed."""
+    train = data.train
+    if config.train_size is not None and config.train_size < len(train):
+        keep = noise.stratified_subset(train.labels, config.train_size, VALIDATION_SEED)
+        train = ImageData(train.images[keep], train.labels[keep])
+    clean = train.labels
+    if config.label_noise:
+        pairs = (noise.noise_pairs(config.dataset) if config.label_noise_kind == "asymmetric"
+                 else ())
+        noisy = noise.corrupt_labels(clean, config.label_noise, config.label_noise_kind,
+                                     seed=config.seed, num_classes=len(data.classes), pairs=pairs)
+        train = ImageData(train.images, noisy)
+    if train is data.train:
+        return data, clean
+    return DatasetSplits(name=data.name, train=train, test=data.test, classes=data.classes), clean
 
 
 def build_augment(config: TrainConfig, image_size: int, channels: int) -> TwoViews:
@@ -143,6 +174,19 @@ def _evaluate_floor(config: TrainConfig, device: str, pixels: bool) -> dict[str,
     validate(config)
     parts = Components(config, torch.device(device))
     model = RawPixels() if pixels else parts.model
+    return evaluate_parts(model, parts, config, device, classify=False)
+
+
+def evaluate_parts(model: torch.nn.Module, parts: Components, config: TrainConfig,
+                   device: torch.device | str, *, classify: bool = True) -> dict[str, Any]:
+    """Evaluate ``model`` on ``parts``' data under ``config``'s protocol; ``noisy`` is
+    :func:`rkdo.evaluation.noisy.evaluate_noisy` (with the loss's classifier head, if it has
+    one and ``classify``), the others :func:`rkdo.evaluation.evaluate`."""
+    if config.eval_protocol == "noisy":
+        head = getattr(parts.loss, "classify", None) if classify else None
+        return evaluate_noisy(model, parts.data, parts.clean_train_labels,
+                              probe_size=config.probe_train_size or 1000, seed=config.seed,
+                              device=device, image_size=parts.image_size, classify=head)
     return evaluate(model, parts.data, parts.augment, protocol=config.eval_protocol,
                     projection=config.eval_projection, seed=config.seed, device=device,
                     probe_train_size=config.probe_train_size)

@@ -35,7 +35,7 @@ from rkdo.schedules import ALPHA_SCHEDULES
 from rkdo.training.budget import check_memory
 from rkdo.training.objective import METHOD_CHOICES, RECURSIONS, build_loss
 from rkdo.vision import data as data_module
-from rkdo.vision import models
+from rkdo.vision import models, noise
 
 __all__ = [
     "GROUPS",
@@ -52,7 +52,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("none", "cosine", "warmup-cosine")
 VIEWS_FORWARD = ("joint", "separate")
 PRECISIONS = ("fp32", "bf16")
-EVAL_PROTOCOLS = (*PROTOCOLS, "none")
+EVAL_PROTOCOLS = (*PROTOCOLS, "noisy", "none")
 
 
 def _option(
@@ -97,6 +97,18 @@ class TrainConfig:
         "hold out N training images (the last N of a fixed seeded permutation, the same for "
         "every run) and evaluate on them instead of the test split: for choosing settings "
         "(0: evaluate on the test split)", at_least=0)
+    train_size: int | None = _option(
+        None, "data",
+        "train on a class-stratified subset of N training images (fixed seed, the same images "
+        "for every run; default: the whole split)", at_least=2)
+    label_noise: float = _option(
+        0.0, "data",
+        "flip this fraction of the training labels (training split only; evaluation uses the "
+        "clean test labels), seeded by --seed: see rkdo.vision.noise")
+    label_noise_kind: str = _option(
+        "symmetric", "data",
+        "symmetric (a uniformly drawn other class) or asymmetric (fashion-mnist's class pairs "
+        "T-shirt/shirt, pullover/coat, sneaker/boot)", choices=noise.KINDS)
     crop_scale: float = _option(
         0.2, "data", "smallest area fraction of the random resized crop, in (0, 1]")
     jitter: float = _option(
@@ -136,6 +148,9 @@ class TrainConfig:
         None, "loss", "uniform leak of the target in [0, 1) (default: the method's, 0.2 for icon)")
     detach_teacher: bool = _option(
         False, "loss", "stop the gradient through the RKDO teacher (the reference lets it flow)")
+    ema_momentum: float = _option(
+        0.99, "optimisation", "supcon-ema: momentum m of the teacher network, theta' <- m theta' + "
+        "(1 - m) theta")
     form: str | None = _option(
         None, "loss", "pair (view 1 vs view 2, the reference's), symmetric (NT-Xent 2B x 2B) or "
         "single (default: the method's)")
@@ -182,7 +197,9 @@ class TrainConfig:
         False, "execution", "torch.compile the model's forward and backward (slow first steps)")
     eval_protocol: str = _option(
         "full", "evaluation", "full (whole official test split), paper (the reference's ~700 "
-        "images), both, or none", choices=EVAL_PROTOCOLS)
+        "images), both, noisy (label-noise study: clean linear probe on --probe-train-size "
+        "training images, k-NN with the noisy training labels, a classifier head's accuracy; "
+        "rkdo.evaluation.noisy) or none", choices=EVAL_PROTOCOLS)
     eval_epochs: list[int] = _option(
         [], "evaluation", "also evaluate after these epochs, e.g. --eval-epochs 1 2 5")
     eval_projection: bool = _option(
@@ -312,6 +329,12 @@ def _check_numbers(config: TrainConfig) -> None:
     if not 0.0 <= config.jitter <= 2.0:
         raise ValueError(f"jitter must lie in [0, 2] (hue shift up to jitter / 4 <= 0.5), got "
                          f"{config.jitter}")
+    if not 0.0 <= config.label_noise < 1.0:
+        raise ValueError(f"label-noise must lie in [0, 1), got {config.label_noise}")
+    if config.label_noise and config.label_noise_kind == "asymmetric":
+        noise.noise_pairs(config.dataset)
+    if not 0.0 <= config.ema_momentum < 1.0:
+        raise ValueError(f"ema-momentum must lie in [0, 1), got {config.ema_momentum}")
     if config.warmup_steps and config.lr_schedule != "warmup-cosine":
         raise ValueError("--warmup-steps applies to --lr-schedule warmup-cosine only; add it or "
                          "drop --warmup-steps")

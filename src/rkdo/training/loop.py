@@ -39,10 +39,10 @@ from torch.utils.data import DistributedSampler
 from rkdo import distributed
 from rkdo._io import read_json, write_json_atomic
 from rkdo._validation import check_positive
-from rkdo.evaluation import evaluate, plan_evaluation
+from rkdo.evaluation import plan_evaluation
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_weights
-from rkdo.training.components import Components, resolve_device
+from rkdo.training.components import Components, evaluate_parts, resolve_device
 from rkdo.training.config import TrainConfig, validate
 from rkdo.training.interrupt import Interrupted, StopNow, StopSignals, signal_name
 from rkdo.training.recorder import FieldRecorder
@@ -292,7 +292,7 @@ class _Training:
             else:
                 z1, z2 = self.forward(view1), self.forward(view2)
             loss = parts.objective(z1, z2, labels=self.labels[index], view1=view1, index=index,
-                                   step=step_index)
+                                   step=step_index, view2=view2)
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         parts.optimizer.step()
@@ -395,11 +395,7 @@ class _Training:
         config = self.config
         result: dict[str, Any] = {}
         if config.eval_protocol != "none" and self.is_writer:
-            result = evaluate(
-                self.parts.model, self.parts.data, self.parts.augment,
-                protocol=config.eval_protocol, projection=config.eval_projection,
-                seed=config.seed, device=self.device, probe_train_size=config.probe_train_size,
-            )
+            result = evaluate_parts(self.parts.model, self.parts, config, self.device)
             self.log.write({"kind": "eval", "epoch": epoch, "step": at_step, **result})
         if distributed.is_distributed():
             dist.barrier()

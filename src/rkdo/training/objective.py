@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from rkdo import distributed, methods
+from rkdo.bootstrap import ClassifierLoss
+from rkdo.ema_teacher import EMATeacherLoss
 from rkdo.neighbourhood import build_neighbourhood
 from rkdo.teacher import TemporalRKDOLoss
 from rkdo.training.baselines import LightlyNTXent
@@ -29,9 +31,15 @@ from rkdo.training.baselines import LightlyNTXent
 if TYPE_CHECKING:
     from rkdo.training.config import TrainConfig
 
-__all__ = ["METHOD_CHOICES", "RECURSIONS", "CALLS", "Objective", "build_loss"]
+__all__ = ["METHOD_CHOICES", "LABEL_NOISE_METHODS", "RECURSIONS", "CALLS", "Objective",
+           "build_loss"]
 
-METHOD_CHOICES = (*methods.names(), "lightly-ntxent")
+LABEL_NOISE_METHODS = ("ce", "ce-bootstrap-soft", "ce-bootstrap-hard", "supcon-ema")
+"""Losses with their own teacher, for the label-noise study: a classifier head's cross-entropy,
+plain or bootstrapped (:mod:`rkdo.bootstrap`, ``alpha`` the prediction's weight), and SupCon with
+an EMA teacher (:mod:`rkdo.ema_teacher`, ``alpha`` the teacher's weight). They take labels."""
+
+METHOD_CHOICES = (*methods.names(), "lightly-ntxent", *LABEL_NOISE_METHODS)
 RECURSIONS = ("auto", "none", "in-step", "temporal", "temporal+in-step")
 CALLS = ("temporal", "pair", "single")
 
@@ -44,11 +52,13 @@ class Objective:
         loss: the loss module.
         call: ``temporal``, ``pair`` or ``single``.
         needs_inputs: pass the flattened first view as ``inputs``.
+        needs_views: pass both views as ``view1``, ``view2`` (the EMA teacher's forward).
     """
 
     loss: nn.Module
     call: str = "pair"
     needs_inputs: bool = False
+    needs_views: bool = False
 
     def __post_init__(self) -> None:
         if self.call not in CALLS:
@@ -62,7 +72,8 @@ class Objective:
             return cls(loss, "temporal")
         form = config.form or (method.form if method is not None else "pair")
         needs_inputs = method is not None and "inputs" in method.needs
-        return cls(loss, "single" if form == "single" else "pair", needs_inputs)
+        return cls(loss, "single" if form == "single" else "pair", needs_inputs,
+                   bool(getattr(loss, "needs_views", False)))
 
     def __call__(
         self,
@@ -73,6 +84,7 @@ class Objective:
         view1: Tensor | None = None,
         index: Tensor | None = None,
         step: int = 0,
+        view2: Tensor | None = None,
     ) -> Tensor:
         """The loss of a batch: embeddings ``z1``, ``z2`` of the views, their ``labels``, the
         first view's images ``view1`` (for inputs), dataset ``index`` and ``step`` (temporal)."""
@@ -81,6 +93,10 @@ class Objective:
                 raise ValueError("a temporal loss needs index=<(B,) dataset indices>")
             return self.loss(z1, z2, index=index, step=step, labels=labels)
         extras: dict[str, Tensor] = {"labels": labels}
+        if self.needs_views:
+            if view1 is None or view2 is None:
+                raise ValueError("this loss needs view1=<images> and view2=<images>")
+            extras.update(view1=view1, view2=view2)
         if self.needs_inputs:
             if view1 is None:
                 raise ValueError("this method's supervisory kernel needs view1=<input images>")
@@ -115,6 +131,10 @@ def build_loss(config: TrainConfig, n_samples: int, total_steps: int = 1) -> nn.
     """The loss module ``config`` asks for (a preset of :mod:`rkdo.methods`, maybe temporal)."""
     recursion = config.resolved_recursion()
     distributed_run = distributed.is_distributed()
+    if config.method in LABEL_NOISE_METHODS:
+        if recursion != "none":
+            raise ValueError(f"{config.method} has its own teacher: use --recursion none/auto")
+        return _label_noise_loss(config)
     if config.method == "lightly-ntxent":
         if recursion != "none":
             raise ValueError("lightly-ntxent is an outside baseline: use --recursion none/auto")
@@ -150,3 +170,14 @@ def build_loss(config: TrainConfig, n_samples: int, total_steps: int = 1) -> nn.
         in_step=inner,
         gather_distributed=distributed_run,
     )
+
+
+def _label_noise_loss(config: TrainConfig) -> nn.Module:
+    """The loss of one of :data:`LABEL_NOISE_METHODS` (its head or teacher comes at attach)."""
+    if config.method == "supcon-ema":
+        return EMATeacherLoss(config.alpha, config.ema_momentum, config.temperature)
+    if config.method == "ce":
+        return ClassifierLoss(config.embedding_dim, temperature=config.temperature)
+    mode = config.method.removeprefix("ce-bootstrap-")
+    return ClassifierLoss(config.embedding_dim, alpha=config.alpha, mode=mode,
+                          temperature=config.temperature)
