@@ -22,7 +22,7 @@ baseline = "icon"
 
 [settings]
 encoder = "small-cnn"
-steps_per_epoch = 10
+steps_per_epoch = 50
 eval_protocol = "both"
 
 [[datasets]]

@@ -176,9 +176,10 @@ def _cost_section(view: View, efficiency_table: str, profile_text: str) -> list[
         lines += [
             "## Cost per training step (`rkdo profile`)\n",
             "FLOPs counted by torch.utils.flop_counter (matrix products and convolutions; two "
-            "views per step); time is the median of full steps (forward, backward, Adam) on "
-            f"random inputs. Paper: {paper.gflops_text()} GFLOPs per step, forward only, "
-            f"{paper.PROFILE_SETTING}.\n",
+            "views per step); time is the median [fastest, slowest] of full steps (forward, "
+            "backward, Adam) on random inputs, with the 1-minute load average; a time ratio "
+            "within the spread is no difference. Paper: "
+            f"{paper.gflops_text()} GFLOPs per step, forward only, {paper.PROFILE_SETTING}.\n",
             profile_text,
         ]
     return lines + ["### Training throughput (from the runs' logs)\n",

@@ -7,6 +7,13 @@
     3  the CIFAR-10 5-epoch linear evaluation gap is within noise (the paired CI)
     4  the treatment early matches or beats the baseline later (the sign and CI of the diff)
     5  the recursion adds < 0.03% forward FLOPs per step (counted, per profiled dataset)
+
+Claims 1-4 compare trained networks, so they are judged only where the data can carry a
+verdict: at least :data:`MIN_SEEDS` seeds paired between treatment and baseline, and a longest
+run of at least :data:`MIN_STEPS` training steps (``duration * steps_per_epoch``; a full pass
+over the training split counts as enough). Otherwise the numbers are shown and the verdict is
+**not judged**, with the reason (:func:`not_judged`). Claim 5's FLOPs are counted, not sampled;
+its time ratio comes with the spread of the timed steps and the load average.
 """
 
 from __future__ import annotations
@@ -16,8 +23,50 @@ from typing import Any
 from rkdo.bench import paper
 from rkdo.bench.report.tables import format_diff, format_p
 from rkdo.bench.report.view import NAMES, View
+from rkdo.evaluation import stats
 
-__all__ = ["verdicts"]
+__all__ = ["MIN_SEEDS", "MIN_STEPS", "not_judged", "verdicts"]
+
+MIN_SEEDS = stats.MIN_N_TTEST
+"""Seeds paired between treatment and baseline below which no claim about training is judged."""
+MIN_STEPS = 100
+"""Training steps of the longest run below which no claim about training is judged."""
+MIN_TIMED_STEPS = 5
+"""Timed steps per profiled variant below which a time ratio is not judged."""
+
+
+def _paired_seeds(view: View) -> int:
+    """The most seeds any (dataset, duration) cell has for both treatment and baseline."""
+    counts = [len(set(view.values(d, view.treatment, n, m)) & set(view.values(d, view.baseline,
+                                                                             n, m)))
+              for d in view.datasets for n in view.durations
+              for m in ("train_loss", view.linear_metric(), "knn_acc_20")]
+    return max(counts, default=0)
+
+
+def not_judged(view: View) -> str | None:
+    """Why claims 1-4 cannot be judged on this store (too few seeds, too short runs), or None."""
+    reasons = []
+    seeds = _paired_seeds(view)
+    if seeds < MIN_SEEDS:
+        reasons.append(f"{seeds} seed(s) paired between {view.treatment} and {view.baseline}, "
+                       f"a verdict needs at least {MIN_SEEDS}")
+    per_epoch = [spec.options.get("steps_per_epoch", view.grid.settings.get("steps_per_epoch"))
+                 for spec in view.grid.datasets if spec.dataset in view.datasets]
+    longest = max(view.durations) * min((s for s in per_epoch if s), default=0)
+    if longest and longest < MIN_STEPS:
+        reasons.append(f"the longest run trains {longest} steps ({max(view.durations)} epochs "
+                       f"of {longest // max(view.durations)} batches), a verdict needs at least "
+                       f"{MIN_STEPS}")
+    return "; ".join(reasons) or None
+
+
+def _verdict(word: str, reason: str | None) -> str:
+    return "not judged" if reason else word
+
+
+def _why(reason: str | None) -> str:
+    return f" Not judged: {reason}." if reason else ""
 
 
 def _loss_reductions(view: View, metric: str) -> list[float]:
@@ -32,7 +81,7 @@ def _loss_reductions(view: View, metric: str) -> list[float]:
     return found
 
 
-def claim_loss(view: View) -> str:
+def claim_loss(view: View, reason: str | None = None) -> str:
     t, b = view.treatment, view.baseline
     reductions = _loss_reductions(view, "train_loss")
     if not reductions:
@@ -44,7 +93,7 @@ def claim_loss(view: View) -> str:
             f"{paper.percent_range(paper.LOSS_REDUCTION_PERCENT)}).** Ours: "
             f"{min(reductions):.1f}% to {max(reductions):.1f}% lower (mean {mean:.1f}%) over "
             f"{len(reductions)} dataset x duration cells: "
-            f"**{'reproduced' if holds else 'not reproduced'}**.")
+            f"**{_verdict('reproduced' if holds else 'not reproduced', reason)}**.")
     fair = _loss_reductions(view, "heldout_icon_loss")
     if fair:
         fair_mean = sum(fair) / len(fair)
@@ -52,10 +101,12 @@ def claim_loss(view: View) -> str:
         text += (f" But the two losses are different functions; on the same static I-Con "
                  f"loss on held-out images {t} is {abs(fair_mean):.1f}% {direction} on "
                  f"average (range {min(fair):+.1f}% to {max(fair):+.1f}%, positive = "
-                 f"{t} lower), so the training-loss gap "
+                 f"{t} lower)")
+        text += ("." if reason else
+                 f", so the training-loss gap "
                  f"{'does not carry over' if fair_mean < low / 2 else 'carries over'} to a "
                  "common yardstick.")
-    return text
+    return text + _why(reason)
 
 
 def _epochs_outcome(view: View, fact: dict[str, Any]) -> tuple[str, str]:
@@ -98,7 +149,8 @@ def _unresolved(view: View, facts: list[dict[str, Any]], metric: str) -> list[st
     return found
 
 
-def claim_epochs(view: View, efficiency: list[dict[str, Any]]) -> str | None:
+def claim_epochs(view: View, efficiency: list[dict[str, Any]],
+                 reason: str | None = None) -> str | None:
     t, b = view.treatment, view.baseline
     facts: list[dict[str, Any]] = []
     for metric in ("linear_probe", view.linear_metric(), "knn_acc_20"):
@@ -116,10 +168,10 @@ def claim_epochs(view: View, efficiency: list[dict[str, Any]]) -> str | None:
              "distinguishable at this n." if resolved else "")
     return (f"**Claim 2: {t} needs {paper.percent_range(paper.EPOCHS_SAVED_PERCENT)} fewer "
             f"epochs to reach {b}'s quality.** On {NAMES.get(metric, metric)}: "
-            + "; ".join(parts) + f": **{verdict}**.{noise}")
+            + "; ".join(parts) + f": **{_verdict(verdict, reason)}**.{noise}{_why(reason)}")
 
 
-def claim_cifar(view: View) -> str:
+def claim_cifar(view: View, reason: str | None = None) -> str:
     t, b = view.treatment, view.baseline
     ours = paper.LINEAR_EVAL[("cifar10", "treatment", 5)]
     theirs = paper.LINEAR_EVAL[("cifar10", "baseline", 5)]
@@ -142,7 +194,7 @@ def claim_cifar(view: View) -> str:
              " CIFAR-10 is not in this grid, so the paper's numbers are not re-measured; "
              "the same comparison on our data:")
     return (f"{title} ({b} ahead by {theirs.mean - ours.mean:.3f}, within noise).**{where} "
-            + "; ".join(parts) + f" ({NAMES.get(metric, metric)}).")
+            + "; ".join(parts) + f" ({NAMES.get(metric, metric)}).{_why(reason)}")
 
 
 def _early_outcome(comparison: Any) -> str:
@@ -154,7 +206,7 @@ def _early_outcome(comparison: Any) -> str:
     return "not supported (lower, within noise)"
 
 
-def claim_early(view: View) -> str | None:
+def claim_early(view: View, reason: str | None = None) -> str | None:
     t, b = view.treatment, view.baseline
     early, late = view.near(2), view.near(5)
     if early >= late:
@@ -168,13 +220,23 @@ def claim_early(view: View) -> str | None:
             comparison = view.compare(dataset, (t, early), (b, late), metric)
             if comparison is not None:
                 parts.append(f"{dataset}: {format_diff(comparison)}, "
-                             f"**{_early_outcome(comparison)}**")
+                             f"**{_verdict(_early_outcome(comparison), reason)}**")
         sections.append(f"on {NAMES.get(metric, metric)}: " + "; ".join(parts))
     published = (f"{paper.LINEAR_EVAL[('stl10', 'treatment', 2)]} vs "
                  f"{paper.LINEAR_EVAL[('stl10', 'baseline', 5)]}")
     return (f"**Claim 4: {t} at {early} epochs matches or beats {b} at {late} (paper, STL-10: "
             f"{published}).** {t}@{early} − {b}@{late} "
-            + "; ".join(sections) + ".")
+            + "; ".join(sections) + "." + _why(reason))
+
+
+def _time_words(fact: dict[str, Any]) -> str:
+    """Claim 5's time ratio with its spread, or why it is not judged."""
+    steps, load = fact["timed_steps"], fact["load"]
+    where = f"; load {load:.1f}" if load is not None else ""
+    if steps < MIN_TIMED_STEPS:
+        return (f"time not judged ({steps} timed step(s), a ratio needs at least "
+                f"{MIN_TIMED_STEPS}{where})")
+    return f"time {fact['time_words']} (median of {steps} steps{where})"
 
 
 def claim_flops(profile_facts: list[dict[str, Any]]) -> str | None:
@@ -183,14 +245,15 @@ def claim_flops(profile_facts: list[dict[str, Any]]) -> str | None:
     parts = [f"{fact['dataset']} ({fact['encoder']}, batch {fact['batch']}, "
              f"{fact['image_size']} px): depth {fact['depth']} vs 1 forward "
              f"{fact['forward']:+.4f}% FLOPs, forward+backward {fact['train']:+.4f}%, "
-             f"time {fact['time']:+.1f}%" for fact in profile_facts]
+             + _time_words(fact) for fact in profile_facts]
     holds = all(f["forward"] < paper.FLOP_OVERHEAD_PERCENT for f in profile_facts)
     published = " vs ".join(str(g) for g in paper.FORWARD_GFLOPS.values())
     return (f"**Claim 5: the recursion costs < {paper.FLOP_OVERHEAD_PERCENT}% FLOPs per step "
             f"(paper: {published} GFLOPs, {paper.PROFILE_SETTING}, forward only).** "
             + "; ".join(parts)
             + f": **{'reproduced' if holds else 'not reproduced'}** in counted FLOPs "
-            "for this encoder. The counter (torch.utils.flop_counter) sees matrix "
+            "for this encoder (a count, not a sample: no seeds needed). The counter "
+            "(torch.utils.flop_counter) sees matrix "
             "products and convolutions only; our RKDO computes the similarities once "
             "for all temperatures, so its extra work is element-wise and shows in the "
             "time, not in these FLOPs (`rkdo profile` measures the paper's ResNet-18 "
@@ -200,6 +263,7 @@ def claim_flops(profile_facts: list[dict[str, Any]]) -> str | None:
 def verdicts(view: View, efficiency: list[dict[str, Any]],
              profile_facts: list[dict[str, Any]]) -> list[str]:
     """One line per claim the store can speak to, in the paper's order."""
-    lines = [claim_loss(view), claim_epochs(view, efficiency), claim_cifar(view),
-             claim_early(view), claim_flops(profile_facts)]
+    reason = not_judged(view)
+    lines = [claim_loss(view, reason), claim_epochs(view, efficiency, reason),
+             claim_cifar(view, reason), claim_early(view, reason), claim_flops(profile_facts)]
     return [line for line in lines if line is not None]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rkdo.bench import paper
-from rkdo.bench.flops import StepProfile, format_table
+from rkdo.bench.flops import StepProfile, format_table, time_verdict
 from rkdo.bench.grid import FLOOR, PIXELS
 from rkdo.bench.report.view import LOWER_IS_BETTER, NAMES, View
 from rkdo.evaluation import stats
@@ -219,6 +219,8 @@ def _depth_fact(view: View, dataset: str, profiles: list[StepProfile]) -> dict[s
         "train": (many.train_flops / one.train_flops - 1) * 100,
         "time": (many.median_step_seconds / one.median_step_seconds - 1) * 100
         if one.median_step_seconds > 0 else math.nan,
+        "time_words": time_verdict(many, one), "timed_steps": many.timed_steps,
+        "load": many.load_average,
         "gflops": (one.forward_gflops, many.forward_gflops),
         "encoder": first.encoder, "batch": first.batch_size, "image_size": first.image_size,
     }
@@ -234,7 +236,8 @@ def profile_section(view: View) -> tuple[str, list[dict[str, Any]]]:
         first = profiles[0]
         parts.append(f"**{dataset}** ({first.encoder}, batch {first.batch_size}, "
                      f"{first.image_size} px, two views per step, {first.device}, "
-                     f"{first.threads} thread(s), median of {first.timed_steps} timed steps):\n")
+                     f"{first.threads} thread(s), median [min, max] of {first.timed_steps} "
+                     "timed steps):\n")
         parts.append(format_table(profiles, markdown=True) + "\n")
         fact = _depth_fact(view, dataset, profiles)
         if fact is not None:
