@@ -41,7 +41,7 @@ from torch.autograd.function import once_differentiable
 
 from rkdo.fused import _dot, probabilities
 
-__all__ = ["softmax_mean_kl", "softmax_recursive_kl"]
+__all__ = ["RowBlocks", "default_rows", "softmax_mean_kl", "softmax_recursive_kl"]
 
 RESCALE_BELOW = 2.0 ** -8  # kappa_t below this resets the mixtures' scale (see above)
 SCALE_GAMMA_ABOVE = 2.0 ** -20  # the gradient is formed divided by -gamma above this
@@ -308,28 +308,52 @@ def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan, ws:
     return total, (mass > 0).sum()
 
 
+class RowBlocks:
+    """The row-block engine of :func:`softmax_recursive_kl`, for callers that make the rows
+    themselves (:mod:`rkdo.streaming` makes each block's scores and teacher and drops them).
+
+    ``engine(scores, log_teacher, mask, out)`` takes one row block ``(b, N)`` (full rows, at
+    most ``rows`` of them) and returns ``(sum_t sum_ij p_t D_t, rows of p_K with mass)``,
+    writing ``dL/ds / (w * scale)`` into ``out`` unless it is None; the loss is
+    ``sum totals / sum counts`` and its gradient ``out * scale / sum counts``.
+    """
+
+    def __init__(self, taus: tuple[float, ...], alpha: float, through: bool, like: Tensor,
+                 rows: int) -> None:
+        """``like``: a tensor of the scores' dtype, device and number of columns."""
+        self.plan = _plan(taus, alpha, through, like)
+        depth = len(taus) - 1
+        self.workspace = _Workspace.create(rows, like, depth + 1 if alpha > 0.0 else depth,
+                                           depth)
+
+    @property
+    def scale(self) -> float:
+        return self.plan.scale
+
+    def __call__(self, scores: Tensor, log_teacher: Tensor, mask: Tensor | None,
+                 out: Tensor | None) -> tuple[Tensor, Tensor]:
+        return _block(scores, log_teacher.to(scores.dtype), mask, self.plan, self.workspace,
+                      out)
+
+
 class _SoftmaxRecursiveKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: Tensor, log_teacher: Tensor, mask: Tensor | None,
                 taus: tuple[float, ...], alpha: float, through: bool, rows: int) -> Tensor:
         with torch.autocast(device_type=scores.device.type, enabled=False):
-            plan = _plan(taus, alpha, through, scores)
-            teacher = log_teacher.to(scores.dtype)
+            engine = RowBlocks(taus, alpha, through, scores, min(rows, scores.shape[0]))
             grad = torch.empty_like(scores) if ctx.needs_input_grad[0] else None
-            depth = len(taus) - 1
-            ws = _Workspace.create(min(rows, scores.shape[0]), scores,
-                                   depth + 1 if alpha > 0.0 else depth, depth)
             totals, counts = [], []
             for start in range(0, scores.shape[0], rows):
                 part = slice(start, start + rows)
-                total, count = _block(scores[part], teacher[part],
-                                      None if mask is None else mask[part], plan, ws,
+                total, count = engine(scores[part], log_teacher[part],
+                                      None if mask is None else mask[part],
                                       None if grad is None else grad[part])
                 totals.append(total)
                 counts.append(count)
             weight = torch.stack(counts).sum().clamp_min(1).to(scores.dtype).reciprocal()
             value = torch.stack(totals).sum() * weight
-        ctx.scale = plan.scale
+        ctx.scale = engine.scale
         ctx.save_for_backward(grad, weight)
         return value
 
@@ -340,7 +364,9 @@ class _SoftmaxRecursiveKL(torch.autograd.Function):
         return grad * (grad_value * weight * ctx.scale), None, None, None, None, None, None
 
 
-def _default_rows(columns: int, depth: int) -> int:
+def default_rows(columns: int, depth: int) -> int:
+    """Rows per block: ``max(64, 65536 // N)``, fewer where the ``3K + 4`` buffers of a block
+    would pass ``WORKSPACE_ELEMENTS`` entries."""
     columns = max(1, columns)
     return max(1, min(max(64, 65536 // columns), WORKSPACE_ELEMENTS // ((3 * depth + 4) * columns)))
 
@@ -371,7 +397,7 @@ def softmax_recursive_kl(
                          f"{None if mask is None else tuple(mask.shape)}")
     if len(temperatures) < 2:
         raise ValueError("softmax_recursive_kl needs the temperatures tau_0..tau_K, K >= 1")
-    rows = block_rows if block_rows is not None else _default_rows(scores.shape[1],
+    rows = block_rows if block_rows is not None else default_rows(scores.shape[1],
                                                                    len(temperatures) - 1)
     if rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {rows}")

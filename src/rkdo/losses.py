@@ -18,21 +18,36 @@ Both losses take one or two views, ``loss(z1, z2)`` or ``loss(z)`` (form ``singl
 per-sample facts their supervisory kernel needs (``labels=``, ``inputs=``, ``ids=``,
 ``assignments=``). See :mod:`rkdo.neighbourhood` for the pair / symmetric / single forms and
 global negatives under ``torch.distributed``.
+
+Three paths compute the same numbers: the log-probability path (any kernels), the fused path
+from a softmax kernel's scores (:mod:`rkdo.fused_scores`, one ``(B, N)`` row block pass) and the
+streaming path (:mod:`rkdo.streaming`: blocks of anchors against blocks of candidates, no
+``(B, N)`` matrix of floats, memory ``O(B d + block^2)``). ``streaming=None`` (the default)
+takes the streaming path when ``B * N > STREAMING_ABOVE`` (``2^25``: a pair-form batch above
+5,792, a symmetric one above 2,896) and the kernels allow it (a learned kernel that is a
+softmax of scores: cosine, Gaussian, Student-t; a supervisory kernel of equal facts with any
+leak: augmentation pairs, labels, cluster assignments); ``True`` always (refused for other
+kernels), ``False`` never. The masked forms (symmetric, single) still hold their ``(B, N)``
+boolean self-mask (1 byte per pair), made by :func:`~rkdo.neighbourhood.build_neighbourhood`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rkdo._validation import check_int, check_unit_interval
 from rkdo.functional import log_mix, mean_kl, recursive_kl
 from rkdo.fused_scores import softmax_mean_kl, softmax_recursive_kl
-from rkdo.kernels import Augmentation, Cosine, Kernel, LearnedKernel
+from rkdo.kernels import Augmentation, Cosine, Debiased, Kernel, LearnedKernel
 from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
 from rkdo.schedules import temperature_schedule
+from rkdo.streaming import SameFactTarget, streaming_recursive_kl
 
-__all__ = ["IConLoss", "RKDOLoss"]
+__all__ = ["STREAMING_ABOVE", "IConLoss", "RKDOLoss"]
+
+STREAMING_ABOVE = 2 ** 25  # streaming=None streams when anchors x candidates exceed this
 
 
 def _supervisory(supervisory: Kernel | None, debias: float) -> Kernel:
@@ -52,20 +67,53 @@ def _learned(learned: LearnedKernel | None, temperature: float | None) -> Kernel
     return learned
 
 
-def _softmax_scores(kernel: Kernel, nb: Neighbourhood) -> Tensor | None:
-    """The temperature-1 scores ``s`` of a learned kernel whose ``log q`` is
-    ``log_softmax(s / tau)`` over the allowed candidates (as
-    :meth:`~rkdo.kernels.LearnedKernel.log_probs` computes them), or None for any other kernel.
-    With them the loss runs :func:`~rkdo.fused_scores.softmax_recursive_kl` from the scores."""
+def _is_softmax(kernel: Kernel) -> bool:
+    """Whether ``log q`` of ``kernel`` is ``log_softmax(scores / tau)`` over the allowed
+    candidates (as :meth:`~rkdo.kernels.LearnedKernel.log_probs` computes it)."""
     kind = type(kernel)
-    if not (isinstance(kernel, LearnedKernel) and kind.log_probs is LearnedKernel.log_probs
-            and kind.log_prob is LearnedKernel.log_prob):
+    return (isinstance(kernel, LearnedKernel) and kind.log_probs is LearnedKernel.log_probs
+            and kind.log_prob is LearnedKernel.log_prob)
+
+
+def _embeddings(nb: Neighbourhood) -> tuple[Tensor, Tensor]:
+    """Anchors and candidates in float32 or wider (similarities are never made in half)."""
+    if nb.anchors.dtype in (torch.float16, torch.bfloat16):
+        return nb.anchors.float(), nb.candidates.float()
+    return nb.anchors, nb.candidates
+
+
+def _softmax_scores(kernel: Kernel, nb: Neighbourhood) -> Tensor | None:
+    """The temperature-1 scores ``s`` of a softmax kernel (:func:`_is_softmax`), or None for
+    any other kernel. With them the loss runs :func:`~rkdo.fused_scores.softmax_recursive_kl`
+    from the scores."""
+    if not _is_softmax(kernel):
         return None
-    anchors, candidates = nb.anchors, nb.candidates
-    if anchors.dtype in (torch.float16, torch.bfloat16):
-        anchors, candidates = anchors.float(), candidates.float()
+    anchors, candidates = _embeddings(nb)
     with torch.autocast(device_type=anchors.device.type, enabled=False):
         return kernel.scores(anchors, candidates)
+
+
+def _inner_products(anchors: Tensor, candidates: Tensor) -> Tensor:
+    return anchors @ candidates.T
+
+
+def _base_name(kernel: Kernel) -> str:
+    while isinstance(kernel, Debiased):
+        kernel = kernel.base
+    return type(kernel).__name__
+
+
+def _check_streaming(streaming: bool | None, supervisory: Kernel, learned: Kernel) -> bool | None:
+    if streaming not in (None, True, False):
+        raise ValueError(f"streaming must be None (automatic), True or False, got {streaming!r}")
+    if streaming and not (_is_softmax(learned) and SameFactTarget.supports(supervisory)):
+        raise ValueError(
+            f"streaming=True needs a learned kernel that is a softmax of scores (Cosine, "
+            f"GaussianEmbedding, StudentT) and a supervisory kernel of equal facts "
+            f"(Augmentation, SameLabel, CoMembership, SameAttribute, any .leak()), got "
+            f"{type(learned).__name__} and {_base_name(supervisory)}; pass streaming=None "
+            "to stream only where the kernels allow it")
+    return streaming
 
 
 class _NeighbourhoodLoss(nn.Module):
@@ -75,6 +123,26 @@ class _NeighbourhoodLoss(nn.Module):
     learned: Kernel
     form: str
     gather_distributed: bool
+    streaming: bool | None
+
+    def streamed(self, nb: Neighbourhood, temperatures: list[float], alpha: float,
+                 detach_teacher: bool) -> Tensor | None:
+        """The loss by :func:`~rkdo.streaming.streaming_recursive_kl` where ``streaming``
+        asks for it and the kernels allow it, else None."""
+        large = nb.anchors.shape[0] * nb.candidates.shape[0] > STREAMING_ABOVE
+        if self.streaming is False or (self.streaming is None and not large):
+            return None
+        target = SameFactTarget.of(self.supervisory, nb)
+        if target is None or not _is_softmax(self.learned):
+            return None
+        anchors, candidates = _embeddings(nb)
+        scores = self.learned.scores
+        if type(self.learned) is Cosine and self.learned.normalize:
+            # normalised once here, not once per block inside the kernel's scores
+            anchors, candidates = F.normalize(anchors, dim=-1), F.normalize(candidates, dim=-1)
+            scores = _inner_products
+        return streaming_recursive_kl(anchors, candidates, scores, target, temperatures, alpha,
+                                      mask=nb.mask, detach_teacher=detach_teacher)
 
     def neighbourhood(
         self,
@@ -130,6 +198,8 @@ class IConLoss(_NeighbourhoodLoss):
         form: ``"pair"`` (view 1 anchors vs view 2 candidates, the reference's), ``"symmetric"``
             (NT-Xent's 2B x 2B with self-pairs masked) or ``"single"`` (one view, self masked).
         gather_distributed: compare local anchors with the candidates of every rank.
+        streaming: ``None`` streams above ``STREAMING_ABOVE`` anchor-candidate pairs where the
+            kernels allow it, ``True`` always, ``False`` never (see the module docstring).
 
     The reference notebooks' I-Con baseline is ``IConLoss()``.
     """
@@ -143,14 +213,20 @@ class IConLoss(_NeighbourhoodLoss):
         debias: float = 0.2,
         form: str = "pair",
         gather_distributed: bool = False,
+        streaming: bool | None = None,
     ) -> None:
         super().__init__()
         self.supervisory = _supervisory(supervisory, debias)
         self.learned = _learned(learned, temperature)
         self.form = check_form(form)
         self.gather_distributed = gather_distributed
+        self.streaming = _check_streaming(streaming, self.supervisory, self.learned)
 
     def compute(self, nb: Neighbourhood) -> Tensor:
+        tau = self.learned.temperature
+        streamed = self.streamed(nb, [tau, tau], 0.0, False)
+        if streamed is not None:
+            return streamed
         log_teacher = self.supervisory.log_prob(nb)
         scores = None if log_teacher.requires_grad else _softmax_scores(self.learned, nb)
         if scores is not None:
@@ -173,7 +249,7 @@ class RKDOLoss(_NeighbourhoodLoss):
         detach_teacher: stop the gradient through the teacher ``p(t)``.
         supervisory, learned: any kernel pair; default augmentation pairs and cosine similarity.
         debias: uniform leak of ``p(0)`` (0 in the reference's RKDO).
-        form, gather_distributed: as in :class:`IConLoss`.
+        form, gather_distributed, streaming: as in :class:`IConLoss`.
     """
 
     def __init__(
@@ -189,6 +265,7 @@ class RKDOLoss(_NeighbourhoodLoss):
         debias: float = 0.0,
         form: str = "pair",
         gather_distributed: bool = False,
+        streaming: bool | None = None,
     ) -> None:
         super().__init__()
         self.alpha = check_unit_interval("alpha", alpha)
@@ -199,12 +276,16 @@ class RKDOLoss(_NeighbourhoodLoss):
         self.learned = _learned(learned, temperature)
         self.form = check_form(form)
         self.gather_distributed = gather_distributed
+        self.streaming = _check_streaming(streaming, self.supervisory, self.learned)
 
     def temperatures(self) -> list[float]:
         """``tau_0 .. tau_K``: the temperature of ``q(t)`` at each recursion step."""
         return temperature_schedule(self.learned.temperature, self.beta, self.depth)
 
     def compute(self, nb: Neighbourhood) -> Tensor:
+        streamed = self.streamed(nb, self.temperatures(), self.alpha, self.detach_teacher)
+        if streamed is not None:
+            return streamed
         log_teacher = self.supervisory.log_prob(nb)
         scores = None if log_teacher.requires_grad else _softmax_scores(self.learned, nb)
         if scores is not None:
@@ -223,6 +304,7 @@ class RKDOLoss(_NeighbourhoodLoss):
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, depth={self.depth}, beta={self.beta}, "
-            f"detach_teacher={self.detach_teacher}, form={self.form!r}"
+            f"detach_teacher={self.detach_teacher}, form={self.form!r}, "
+            f"streaming={self.streaming}"
         )
 
