@@ -69,7 +69,7 @@ class SparseJoint:
 def joint_sparse(x: np.ndarray, perplexity: float, k: int, random_state: int) -> SparseJoint:
     """The sparse joint ``P`` over the ``k``-NN graph (see module docstring)."""
     n = x.shape[0]
-    indices, sq = knn_graph(x, k, random_state)
+    indices, sq = knn_search(x, k, random_state)  # approximate above 100,000 points
     conditional = calibrate_gaussian(torch.from_numpy(sq), perplexity).exp().numpy()
     rows = np.repeat(np.arange(n), k)
     matrix = sp.csr_matrix((conditional.ravel(), (rows, indices.ravel())), shape=(n, n))

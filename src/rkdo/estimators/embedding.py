@@ -16,7 +16,11 @@ fixed ``n / 48``, which leaves 500 iterations short of convergence) and per-coor
 
 ``method="exact"`` evaluates all pairs (O(n^2)); ``"fft"`` (t-SNE only) uses a k-NN ``P`` with
 ``3 x perplexity`` neighbours and interpolated repulsion (O(n) per step); ``"auto"`` picks fft
-above 1,000 points. The recursive teacher (RKDO in the full-batch setting) replaces ``P`` after
+above 1,000 points; ``"sampled"`` (InfoNCE, and ``objective="neg"``, UMAP-like; chosen by
+``"auto"`` for InfoNCE above 1,000 points) draws positive pairs from the k-NN ``P`` and ``m = 5``
+uniform negatives per pair, O(n) per epoch, for millions of points
+(:mod:`rkdo.estimators._sampling`; ``max_iter // 5`` SGD epochs, ``kl_divergence_`` is NaN).
+The recursive teacher (RKDO in the full-batch setting) replaces ``P`` after
 early exaggeration by ``P(t) = (1 - alpha_t) P(t-1) + alpha_t Q(t-1)`` at every iteration,
 ``alpha_t`` from :func:`rkdo.teacher.alpha_schedule` (decaying to 0 for non-constant
 schedules); ``kl_divergence_`` is always measured against the static ``P(0)``.
@@ -40,14 +44,15 @@ from tqdm.auto import tqdm
 from rkdo._validation import check_choice, check_int, check_positive
 from rkdo.estimators._affinity import conditional_dense, joint_dense, joint_sparse
 from rkdo.estimators._gradients import DenseCost, SparseCost
+from rkdo.estimators._sampling import sampled_embedding
 from rkdo.functional import check_unit_interval
 from rkdo.kernels import GaussianEmbedding, StudentT
 from rkdo.teacher import ALPHA_SCHEDULES, alpha_schedule
 
 __all__ = ["NeighbourEmbedding", "OBJECTIVES", "METHODS"]
 
-OBJECTIVES = ("tsne", "sne", "infonce")
-METHODS = ("auto", "exact", "fft")
+OBJECTIVES = ("tsne", "sne", "infonce", "neg")
+METHODS = ("auto", "exact", "fft", "sampled")
 _EXACT_LIMIT = 1000
 # SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
 _SNE_DAMPING = {"sne": 10.0}
@@ -134,6 +139,16 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         if method == "auto":
             small = n <= _EXACT_LIMIT or self.objective != "tsne" or self.n_components != 2
             method = "exact" if small else "fft"
+            if self.objective == "neg" or (self.objective == "infonce" and n > _EXACT_LIMIT
+                                           and self.n_components == 2):
+                method = "sampled"
+        if (method == "sampled" and self.objective not in ("infonce", "neg")) or (
+                self.objective == "neg" and method != "sampled"):
+            raise ValueError("method='sampled' is for objective='infonce' or 'neg', and 'neg' "
+                             "has no other method; use method='auto'")
+        if method == "sampled" and (self.n_components != 2 or self.parametric):
+            raise ValueError("method='sampled' embeds free points in 2-D only; "
+                             "use n_components=2 and parametric=False")
         if method == "fft" and (self.objective != "tsne" or self.n_components != 2):
             raise ValueError("method='fft' supports objective='tsne' with n_components=2 only; "
                              "use method='exact'")
@@ -235,6 +250,8 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         method = self._check_params(x.shape[0])
         rng = check_random_state(self.random_state)
         self._seed = int(rng.randint(2**31 - 1))
+        if method == "sampled":
+            return self._fit_sampled(x, rng)
         device = torch.device(self.device)
         objective, dtype = self._objective(x, method, device)
         self.history_: list[dict[str, float]] = []
@@ -248,6 +265,17 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         self.n_iter_ = int(self.max_iter)
         self.kl_divergence_ = objective.static_kl(embedding)
         self.embedding_ = embedding.detach().cpu().numpy().astype(np.float64)
+        return self.embedding_
+
+    def _fit_sampled(self, x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+        """Negative sampling (:mod:`rkdo.estimators._sampling`): ``max_iter // 5`` epochs."""
+        k = min(x.shape[0] - 1, int(3 * self.perplexity))
+        affinity = joint_sparse(x, self.perplexity, k, self._seed)
+        self.embedding_ = sampled_embedding(
+            affinity, self._initial(x, rng), loss=self.objective, seed=self._seed,
+            epochs=max(1, self.max_iter // 5))
+        self.method_, self.n_iter_, self.history_ = "sampled", max(1, self.max_iter // 5), []
+        self.kl_divergence_ = float("nan")  # InfoNCE over all n points is not evaluated
         return self.embedding_
 
     @available_if(lambda self: bool(self.parametric))
