@@ -23,7 +23,7 @@ OPTIONS = {
     "cluster": {"dim": DIM, "n_clusters": 3},
     "kmeans": {"perplexity": 3.0, "dim": DIM, "n_clusters": 3},
 }
-PRESETS = methods.names()
+PRESETS = [name for name in methods.names() if not methods.METHODS[name].outside]  # kernel pairs
 PAIRED = [name for name in PRESETS if methods.METHODS[name].form != "single"]
 SINGLE = [name for name in PRESETS if methods.METHODS[name].form == "single"]
 # GaussianInput reads the smallest candidate count to check the perplexity: not meta-safe

@@ -69,3 +69,68 @@ def test_only_the_cli_imports_rkdo_modules_lazily() -> None:
     lazy = [hit for path in sorted(PACKAGE.rglob("*.py")) if "cli" not in path.parts
             for hit in _lazy_rkdo_imports(path)]
     assert not lazy, "function-level imports of rkdo modules outside rkdo.cli:\n" + "\n".join(lazy)
+
+
+def _cycles(graph) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(
+                        child)))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_circle_among_rkdo_modules() -> None:
+    """No two rkdo modules import each other, directly or through others: module level,
+    inside functions or under TYPE_CHECKING (grimp sees all three)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("rkdo", include_external_packages=False)
+    assert graph.find_shortest_chain("rkdo.training.loop", "rkdo.training.config")
+    assert _cycles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    grimp = pytest.importorskip("grimp")
+    package = tmp_path / "circ"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from circ import b\n")
+    (package / "b.py").write_text("def f():\n    from circ import a\n    return a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = grimp.build_graph("circ", include_external_packages=False, cache_dir=None)
+    assert _cycles(graph) == [["circ.a", "circ.b"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,39 @@ def test_a_bad_record_names_file_and_line(tmp_path: Path) -> None:
     assert next(records) == {"step": 1}
     with pytest.raises(ValueError, match=rf"{path}:3 is not a JSON record .*remove that line"):
         next(records)
+
+
+# ------------------------------------------------------------------ the exclusive lock
+
+
+def test_the_lock_records_its_holder_and_refuses_a_second_one(tmp_path: Path) -> None:
+    from rkdo._io import LOCK_FILE, ExclusiveLock, LockBusyError
+
+    with ExclusiveLock(tmp_path / "d", busy=lambda pid: f"busy: pid {pid}") as held:
+        assert held.held and (tmp_path / "d" / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(LockBusyError, match=rf"busy: pid {os.getpid()}"):
+            ExclusiveLock(tmp_path / "d", busy=lambda pid: f"busy: pid {pid}").acquire()
+        with pytest.raises(LockBusyError, match=rf"in use by process {os.getpid()}"):
+            ExclusiveLock(tmp_path / "d").acquire()
+    again = ExclusiveLock(tmp_path / "d").acquire()  # released: free again
+    again.release()
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard", "fifo"])
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path: Path,
+                                                                    link: str) -> None:
+    from rkdo._io import LOCK_FILE, ExclusiveLock
+
+    users = tmp_path / "users-file.txt"
+    users.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    if link == "symbolic":
+        (run / LOCK_FILE).symlink_to(users)
+    elif link == "hard":
+        os.link(users, run / LOCK_FILE)
+    else:
+        os.mkfifo(run / LOCK_FILE)  # opening it for writing would block
+    with pytest.raises(ValueError, match=r"not a regular file.*remove it \(`rm .*\.lock`\)"):
+        ExclusiveLock(run).acquire()
+    assert users.read_text() == "precious\n"

@@ -28,7 +28,7 @@ BATCH, DIM, PERPLEXITY = 10, 4, 4.0
 
 # name -> (supervisory class, learned class, form, options the test passes)
 EXPECTED = {
-    "simclr": (Augmentation, Cosine, "pair", {}),
+    "simclr": (Augmentation, Cosine, "symmetric", {}),
     "icon": (Augmentation, Cosine, "pair", {}),
     "rkdo": (Augmentation, Cosine, "pair", {}),
     "supcon": (SameLabel, Cosine, "pair", {"temperature": 0.3}),
@@ -43,8 +43,9 @@ DEFAULT_RECURSIVE = {"rkdo"}
 
 
 def test_every_preset_is_covered() -> None:
-    assert sorted(methods.names()) == sorted(EXPECTED)
-    assert all(name in methods.describe() for name in EXPECTED)
+    own = [name for name in methods.names() if not methods.METHODS[name].outside]
+    assert sorted(own) == sorted(EXPECTED)
+    assert all(name in methods.describe() for name in methods.names())
 
 
 # ----------------------------------------------------------------- independent dense formulas
@@ -113,6 +114,9 @@ def _reference(name, loss, recursive, debias, opts, rec, z1, z2, x, labels) -> t
     if form == "pair":
         anchors, candidates = z1, z2
         allowed = torch.ones(BATCH, BATCH, dtype=torch.float64)
+    elif form == "symmetric":  # 2B anchors, each against the other 2B - 1 views
+        anchors = candidates = torch.cat([z1, z2])
+        allowed = 1.0 - torch.eye(2 * BATCH, dtype=torch.float64)
     else:
         anchors = candidates = z1
         allowed = 1.0 - torch.eye(BATCH, dtype=torch.float64)
@@ -121,6 +125,8 @@ def _reference(name, loss, recursive, debias, opts, rec, z1, z2, x, labels) -> t
         p0 = p0 / p0.sum(1, keepdim=True)
     elif form == "pair":
         p0 = torch.eye(BATCH, dtype=torch.float64)
+    elif form == "symmetric":  # the positive of view i is the other view of its sample
+        p0 = torch.eye(2 * BATCH, dtype=torch.float64).roll(BATCH, dims=1)
     else:
         p0 = torch.tensor(_gaussian_p(x.numpy(), opts["perplexity"]))
     p0 = (1 - debias) * p0 + debias * allowed / allowed.sum(1, keepdim=True)
@@ -181,7 +187,7 @@ def test_preset_kernels_and_value(name: str, recursive, debias) -> None:
     z2 = torch.randn(BATCH, DIM, generator=g, dtype=torch.float64, requires_grad=True)
     x = torch.randn(BATCH, 6, generator=g, dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 3, 3])
-    if form == "pair":
+    if form != "single":
         value = loss(z1, z2, labels=labels)
         inputs = (z1, z2)
     else:
@@ -203,9 +209,10 @@ def test_reference_presets_hyperparameters() -> None:
     np.testing.assert_allclose(rkdo.temperatures(), [0.5, 0.48333333, 0.46666667, 0.45])
 
 
-def test_form_override_gives_nt_xent() -> None:
+def test_simclr_default_is_nt_xent_and_pair_is_one_argument_away() -> None:
     z1, z2 = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)
-    loss = methods.get("simclr", form="symmetric", temperature=0.2)
+    loss = methods.get("simclr", temperature=0.2)
+    assert methods.get("simclr", form="pair").form == "pair"
     z = torch.cat([z1, z2])
     z = z / z.norm(dim=1, keepdim=True)
     logits = (z @ z.T / 0.2).masked_fill(torch.eye(16, dtype=torch.bool), float("-inf"))
@@ -234,6 +241,8 @@ def test_detach_teacher_option_reaches_the_loss() -> None:
         (lambda: methods.get("simclr", form="triple"), "form"),
         (lambda: methods.get("tsne", dof=0.0), "dof"),
         (lambda: methods.get("sne", perplexity=0.5), "perplexity"),
+        (lambda: methods.get("lightly-ntxent", recursive=True), "outside baseline.*recursive"),
+        (lambda: methods.get("lightly-ntxent", perplexity=3.0), "outside baseline.*perplexity"),
     ],
 )
 def test_bad_preset_arguments_raise(call, match: str) -> None:

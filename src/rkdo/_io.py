@@ -1,15 +1,24 @@
-"""Crash-safe files: atomic writes (temporary file, fsync, rename) and JSON lines.
+"""Crash-safe files: atomic writes (temporary file, fsync, rename), JSON lines, and the one
+exclusive lock.
 
 A reader never sees half a file: every write goes to ``NAME.tmp`` in the same directory, is
 flushed to disk with ``fsync`` and then replaces ``NAME`` with :func:`os.replace`, which is
 atomic on POSIX file systems. JSON-lines files (``metrics.jsonl``, ``results.jsonl``) are read
 line by line, appended a record at a time, and truncated by rewriting them atomically.
+
+:class:`ExclusiveLock` is the lock of a run directory and of a bench store (``DIR/.lock``): the
+kernel's ``flock``, so a process that dies drops it. The lock file is opened with
+:func:`open_no_follow` (``O_NOFOLLOW``, no FIFO, no hard link): a ``.lock`` that is a symbolic
+or hard link to a user's file is refused, never truncated.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +31,14 @@ __all__ = [
     "read_jsonl",
     "append_jsonl",
     "write_jsonl_atomic",
+    "LOCK_FILE",
+    "LockBusyError",
+    "open_no_follow",
+    "ExclusiveLock",
 ]
+
+LOCK_FILE = ".lock"
+"""The lock file's name in a locked directory (a run directory, a bench store)."""
 
 
 def _tmp(path: Path, suffix: str = "") -> Path:
@@ -97,3 +113,80 @@ def append_jsonl(handle_or_path: IO[str] | str | os.PathLike[str], record: dict[
 def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> Path:
     """Replace ``path`` with ``records``, one JSON object a line, atomically."""
     return write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def open_no_follow(path: str | os.PathLike[str], flags: int = os.O_RDWR | os.O_CREAT,
+                   mode: int = 0o644) -> int:
+    """A file descriptor of ``path``, a regular file with one name, opened without following a
+    symbolic link (``O_NOFOLLOW``) or blocking on a FIFO; ``ValueError`` saying what to remove
+    otherwise. For files rkdo writes in place (lock files)."""
+    path = Path(path)
+    refuse = (f"{path} is not a regular file of its own (a link to another file?); rkdo "
+              f"will not write through it: remove it (`rm {path}`) and rerun")
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ValueError(refuse) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise ValueError(refuse)
+    return fd
+
+
+class LockBusyError(ValueError):
+    """Another process holds the lock; ``holder`` is what it wrote there (its pid)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class ExclusiveLock:
+    """An exclusive, non-blocking ``flock`` on ``directory/.lock`` that records the holder's pid.
+
+    ``busy`` makes the refusal's message from the holder's pid (what to wait for, what to do).
+    Use as a context manager or with :meth:`acquire` / :meth:`release`.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str],
+                 busy: Callable[[str], str] | None = None) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
+        self.busy = busy or (lambda pid: f"{self.directory} is in use by process {pid}")
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def acquire(self) -> ExclusiveLock:
+        """Take the lock (creating the directory), or raise :class:`LockBusyError`."""
+        if self.fd is not None:
+            return self
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = open_no_follow(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockBusyError(self.busy(holder), holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> ExclusiveLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

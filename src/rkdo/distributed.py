@@ -1,4 +1,9 @@
-"""Gradient-correct all-gather for global negatives under ``torch.distributed``.
+"""Where a process runs: its rank, the world, its device; and the gradient-correct all-gather
+for global negatives under ``torch.distributed``.
+
+A device name is ``auto`` (the current CUDA device if there is one, else the CPU), ``cpu``,
+``cuda`` or ``cuda:N``; :func:`resolve_device` is the one place that turns a name into a
+device, refusing devices this machine lacks.
 
 Each rank holds a local batch ``z_r``. The loss on rank ``r`` compares its anchors with the
 candidates of *all* ranks, ``Z = [z_0, ..., z_{W-1}]``. The backward of the gather must send every
@@ -14,11 +19,14 @@ on the concatenated global batch. A gather whose backward returns only the local
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["is_distributed", "world_size", "rank", "gather", "gather_no_grad"]
+__all__ = ["is_distributed", "world_size", "rank", "resolve_device", "join_process_group",
+           "gather", "gather_no_grad"]
 
 
 def is_distributed() -> bool:
@@ -34,6 +42,43 @@ def world_size() -> int:
 def rank() -> int:
     """This process's rank (0 without an initialised process group)."""
     return dist.get_rank() if is_distributed() else 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device ``name`` stands for on this machine: ``auto`` is the current CUDA device if
+    there is one, else the CPU; a name this machine lacks is refused in one line."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"device {name!r} requested but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r} requested but this machine has {count} CUDA "
+                             f"device(s): cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def join_process_group(device: str) -> bool:
+    """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE``,
+    ``LOCAL_RANK``), once: nccl on this rank's GPU unless ``device`` is ``cpu``, else gloo.
+    True if this call created the group (the caller destroys it)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
 
 
 class _GatherWithGradient(torch.autograd.Function):

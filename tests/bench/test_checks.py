@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rkdo import bench
-from rkdo.cli.bench import main as bench_main
+from rkdo.cli.main import main as bench_main
 
 TINY = """
 name = "tiny"

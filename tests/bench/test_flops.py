@@ -11,7 +11,7 @@ from torch import nn
 
 from rkdo.bench import flops as profile
 from rkdo.losses import IConLoss, RKDOLoss
-from rkdo.training import Objective
+from rkdo.training import LossCall
 
 
 @pytest.mark.parametrize("batch,inputs,outputs", [(4, 3, 5), (64, 32, 10)])
@@ -49,7 +49,7 @@ def test_step_flops_of_a_linear_encoder_and_the_losses(depth: int | None) -> Non
     views = (torch.randn(batch, channels, size, size), torch.randn(batch, channels, size, size))
     labels = torch.zeros(batch, dtype=torch.long)
     forward, train, loss_only, seconds = profile.profile_step(
-        encoder, Objective(loss), views, labels, steps=2, warmup=1,
+        encoder, LossCall(loss), views, labels, steps=2, warmup=1,
     )
     # one z1 z2^T, shared by all K+1 temperatures of RKDO (the rest is element-wise, uncounted)
     similarity = 2 * batch * batch * dim

@@ -74,3 +74,19 @@ def test_a_train_job_refuses_a_run_directory_a_live_job_owns(tmp_path: Path) -> 
     assert outcome["status"] == "error" and "LeaseHeldError" in outcome["error"]
     assert outcome["host"] == socket.gethostname() and outcome["device"] == "cpu"
     assert not (tmp_path / bench.RUNS_DIR / job.slug / "config.json").exists()
+
+
+@pytest.mark.parametrize("host", ["this host", "another-node"])
+def test_a_lease_from_the_future_is_stale_and_reclaimed_with_how_to_clear_it(
+        tmp_path: Path, host: str) -> None:
+    """A heartbeat a day ahead (a wrong clock) once made a driver wait for a day; a live pid on
+    this host does not make it live either."""
+    _write(tmp_path, heartbeat=time.time() + 86400,
+           **({} if host == "this host" else {"host": host}))
+    assert live_holder(tmp_path) is None
+    with pytest.warns(UserWarning, match=r"s in the future.*stale.*NTP.*`rm .*lease\.json`"):
+        with lease(tmp_path) as mine:
+            holder = read_lease(tmp_path)
+            assert holder is not None and holder["owner"] == mine["owner"]
+    _write(tmp_path, heartbeat=time.time() + 5)  # clock skew of seconds: still a live job
+    assert live_holder(tmp_path) is not None

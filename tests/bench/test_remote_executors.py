@@ -50,7 +50,7 @@ def cluster() -> object:
 
 def _driver(out: Path, *flags: str, grid: str = GRID) -> subprocess.Popen[bytes]:
     """``rkdo bench GRID --out OUT FLAGS`` in its own process."""
-    code = ("import sys, torch; torch.set_num_threads(1); from rkdo.cli.bench import main; "
+    code = ("import sys, torch; torch.set_num_threads(1); from rkdo.cli.main import main; "
             f"sys.exit(main(['bench', {grid!r}, '--out', {str(out)!r}, '--no-progress', "
             f"'--no-report', '--threads', '1', *{list(flags)!r}]))")
     return subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, OMP_NUM_THREADS="1"),

@@ -14,7 +14,7 @@ import pytest
 
 from rkdo import bench
 from rkdo.bench.report import write_report
-from rkdo.cli.bench import main as bench_main
+from rkdo.cli.main import main as bench_main
 
 TIMING_KEYS = ("eval_seconds", "images_per_s")
 
@@ -154,7 +154,7 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_results(
     smoke: tuple[Path, bench.BenchSummary], tmp_path: Path, metrics_of
 ) -> None:
     out = tmp_path / "killed"
-    code = ("import sys, torch; torch.set_num_threads(1); from rkdo.cli.bench import main; "
+    code = ("import sys, torch; torch.set_num_threads(1); from rkdo.cli.main import main; "
             f"sys.exit(main(['bench', 'digits-smoke', '--out', {str(out)!r}, '--no-progress', "
             "'--no-report']))")
     environment = dict(os.environ, OMP_NUM_THREADS="1")

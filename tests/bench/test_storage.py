@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from rkdo import bench
-from rkdo.bench.executor_base import MissingExtraError, cell_resources
 from rkdo.bench.executors import make_executor
-from rkdo.bench.storage import check_shared, local_reason
+from rkdo.bench.executors.base import MissingExtraError, cell_resources
+from rkdo.bench.executors.storage import check_shared, local_reason
 
 
 def test_node_local_paths_are_recognised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 
 from rkdo.training import TrainConfig, budget
 
@@ -21,9 +22,10 @@ def test_the_estimate_follows_the_formula(fast: TrainConfig) -> None:
 
 def test_only_what_cannot_fit_is_refused(fast: TrainConfig, monkeypatch) -> None:
     monkeypatch.setattr(budget, "available_bytes", lambda device: 10**9)
-    budget.check_memory(replace(fast, image_size=64))
+    budget.check_memory(replace(fast, image_size=64), torch.device("cpu"))
     with pytest.raises(ValueError, match=r"needs an estimated .* GB of memory .*1.0 GB is "
                                          r"available; lower --image-size or --batch-size"):
-        budget.check_memory(replace(fast, image_size=400))
+        budget.check_memory(replace(fast, image_size=400), torch.device("cpu"))
     monkeypatch.setattr(budget, "available_bytes", lambda device: None)
-    budget.check_memory(replace(fast, image_size=400))  # unknown: no guess either way
+    # unknown: no guess either way
+    budget.check_memory(replace(fast, image_size=400), torch.device("cpu"))

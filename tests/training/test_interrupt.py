@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rkdo._io import LOCK_FILE
 from rkdo.training import load_run, train
-from rkdo.training.rundir import LOCK_FILE, RunLock
+from rkdo.training.rundir import RunLock
 
 TINY = ["--dataset", "digits", "--batch-size", "32", "--embedding-dim", "16", "--hidden-dim",
         "32", "--eval-protocol", "none", "--no-progress", "--log-every", "1"]
@@ -106,3 +107,18 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) ->
     assert "rkdo train: error: File too large" in done.stderr
     assert f"({run / 'checkpoint.pt'})" in done.stderr and "Free some space" in done.stderr
     assert not list(run.glob("*.tmp"))
+
+
+def test_a_lock_that_links_to_a_users_file_is_refused_and_the_file_kept(tmp_path: Path,
+                                                                          fast) -> None:
+    run = tmp_path / "run"
+    train(fast, run, progress=False, stop_after=2)
+    users = tmp_path / "home-file"
+    users.write_text("the user's own notes\n")
+    (run / LOCK_FILE).unlink(missing_ok=True)
+    (run / LOCK_FILE).symlink_to(users)
+    done = subprocess.run([sys.executable, "-m", "rkdo", "train", "--resume", str(run),
+                           "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "not a regular file" in done.stderr and "Traceback" not in done.stderr
+    assert users.read_text() == "the user's own notes\n"

@@ -9,10 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from rkdo.cli.viz import add_parser, main
+from rkdo.cli.main import main as rkdo_main
+from rkdo.cli.viz import add_parser
 from rkdo.fields import load_fields
 from rkdo.viz.kaleidoscope import TEACHER_COLOR, Kaleidoscope
 from rkdo.viz.simulate import simulate
+
+
+def main(argv: list[str]) -> int:
+    """``rkdo viz ARGV`` through the one ``rkdo`` entry point."""
+    return rkdo_main(["viz", *argv])
 
 
 def test_kaleidoscope_cli_on_a_recorded_run(tmp_path, capsys, fake_run, pixels) -> None:

@@ -5,13 +5,14 @@
     store      results.jsonl / store.json / lock, the single writer: :func:`read_results`,
                :func:`is_done`, :func:`load_results`
     jobs       what one job does (train, evaluate the floor, profile)
-    executors  where jobs run: in this process or a process pool (the seam for Ray / Slurm)
+    executors/ where jobs run: this process, a process pool, Ray, Slurm (the registry)
     runner     :func:`run_grid`: plan, skip what is done, run the rest, store each outcome
     flops      FLOPs and time per training step
     paper      the paper's published numbers
     report/    report.md and figures from a store
 """
 
+from rkdo._io import LOCK_FILE
 from rkdo.bench.grid import (
     FLOOR,
     GRID_DIR,
@@ -27,7 +28,6 @@ from rkdo.bench.plan import Job, plan
 from rkdo.bench.runner import BenchSummary, run_grid, versions
 from rkdo.bench.store import (
     GRID_FILE,
-    LOCK_FILE,
     RESULTS_FILE,
     RUNS_DIR,
     STORE_FILE,

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from rkdo import methods
-from rkdo.training import Objective, TrainConfig, build_loss
+from rkdo.training import LossCall, TrainConfig, build_loss
 from rkdo.vision.models import build_model
 
 __all__ = [
@@ -111,7 +111,7 @@ class StepProfile:
 
 def profile_step(
     model: nn.Module,
-    objective: Objective,
+    objective: LossCall,
     views: tuple[Tensor, Tensor],
     labels: Tensor,
     *,
@@ -213,7 +213,7 @@ def profile(
                             hidden_dim=hidden_dim).to(torch_device)
         loss_fn = build_loss(config, n_samples=batch_size).to(torch_device)
         forward, train, loss_only, seconds = profile_step(
-            model, Objective.for_config(loss_fn, config), views, labels, steps=steps,
+            model, LossCall.for_config(loss_fn, config), views, labels, steps=steps,
             warmup=warmup, lr=config.lr,
         )
         recursive = config.resolved_recursion() != "none"

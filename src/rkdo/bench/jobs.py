@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from rkdo import distributed
 from rkdo._io import read_json, read_jsonl
 from rkdo.bench.flops import profile
 from rkdo.bench.lease import LeaseHeldError, lease
@@ -33,14 +34,13 @@ from rkdo.training import (
     CONFIG_FILE,
     EVAL_FILE,
     METRICS_FILE,
-    TrainConfig,
     evaluate_initial,
     evaluate_pixels,
     train,
 )
 from rkdo.vision import data as data_module
 
-__all__ = ["execute", "collect_run"]
+__all__ = ["execute", "collect_run", "cell_dir"]
 
 
 def _metric_items(record: dict[str, Any]) -> dict[str, Any]:
@@ -72,14 +72,26 @@ def collect_run(run_dir: Path, durations: Sequence[int]) -> dict[str, Any]:
             "images_per_s": speeds[len(speeds) // 2] if speeds else None}
 
 
+def cell_dir(job: Job, out: Path) -> Path:
+    """The run directory of ``job`` in the store ``out``; refused (``ValueError``) if it
+    resolves outside the store's ``runs/`` (a symbolic link to a user's own run)."""
+    runs = out / RUNS_DIR
+    run_dir = runs / job.slug
+    if not run_dir.resolve().is_relative_to(runs.resolve()):
+        raise ValueError(
+            f"{run_dir} resolves to {run_dir.resolve()}, outside the store; rkdo will not "
+            f"train there: remove the link (`rm {run_dir}`) and rerun")
+    return run_dir
+
+
 def _run_train(job: Job, out: Path) -> dict[str, Any]:
-    run_dir = out / RUNS_DIR / job.slug
+    run_dir = cell_dir(job, out)
     with lease(run_dir):
         return _train_owned(job, out, run_dir)
 
 
 def _train_owned(job: Job, out: Path, run_dir: Path) -> dict[str, Any]:
-    config = TrainConfig.from_dict(job.config)
+    config = job.train_config
     saved = run_dir / CONFIG_FILE
     same = saved.exists() and same_settings(job, read_json(saved))
     resumed = False
@@ -94,38 +106,34 @@ def _train_owned(job: Job, out: Path, run_dir: Path) -> dict[str, Any]:
             "run_dir": str(run_dir.relative_to(out))}
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _device_used(name: str) -> str:
-    """The device a job ran on, as recorded: ``cpu`` or ``cuda:N (GPU name)``."""
-    device = _device(str(name))
-    if device.startswith("cuda") and torch.cuda.is_available():
-        index = torch.device(device).index
-        index = torch.cuda.current_device() if index is None else index
+    """The device a job runs on, as recorded: ``cpu`` or ``cuda:N (GPU name)``."""
+    try:
+        device = distributed.resolve_device(str(name))
+    except ValueError:
+        return str(name)  # the job itself reports the bad device
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return device
+    return str(device)
 
 
 def _run_floor(job: Job) -> dict[str, Any]:
-    config = TrainConfig.from_dict(job.config)
+    config = job.train_config
     evaluate_floor = evaluate_pixels if job.kind == "pixels" else evaluate_initial
-    return {"durations": {"0": evaluate_floor(config, device=_device(config.device))}}
+    return {"durations": {"0": evaluate_floor(config, device=config.device)}}
 
 
 def _run_profile(job: Job) -> dict[str, Any]:
-    config = job.config
-    data = data_module.load(config["dataset"], config["data_root"], config["download"],
-                             holdout_fraction=config.get("holdout_fraction"))
-    image_size = config["image_size"] or data_module.default_image_size(config["dataset"])
+    config, cell = job.config, job.train_config
+    data = data_module.load(cell.dataset, cell.data_root, cell.download,
+                             holdout_fraction=cell.holdout_fraction)
     rows = profile(
-        config["encoder"], config["batch_size"], image_size, data.channels,
+        cell.encoder, cell.batch_size, cell.resolved_image_size(), data.channels,
         variants=[(label, dict(options)) for label, options in config["variants"]],
-        embedding_dim=config["embedding_dim"], hidden_dim=config["hidden_dim"],
-        steps=config["steps"], warmup=min(2, config["steps"]), device=_device(config["device"]),
+        embedding_dim=cell.embedding_dim, hidden_dim=cell.hidden_dim,
+        steps=config["steps"], warmup=min(2, config["steps"]),
+        device=str(distributed.resolve_device(cell.device)),
     )
     return {"profile": [row.to_dict() for row in rows]}
 

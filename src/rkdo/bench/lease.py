@@ -13,17 +13,21 @@ rerun that follows collects it once it has finished.
 Leases are created with ``link(2)``, which fails when the name exists, also on NFS. Two jobs
 reclaiming the same stale lease at once cannot happen while the store lock (one driver per
 store) is held. The staleness test compares clocks of different hosts: keep them in sync (NTP).
+A heartbeat more than :data:`STALE_SECONDS` in the future is impossible for a live job (a wrong
+clock, a hand-edited file): it is stale too, and reclaiming it warns with how to clear it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from typing import Any
 from rkdo._io import write_json_atomic
 
 __all__ = ["LEASE_FILE", "HEARTBEAT_SECONDS", "STALE_SECONDS", "LeaseHeldError", "read_lease",
-           "is_live", "live_holder", "lease"]
+           "is_live", "from_the_future", "live_holder", "lease"]
 
 LEASE_FILE = "lease.json"
 HEARTBEAT_SECONDS = 15.0
@@ -63,13 +67,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def is_live(holder: dict[str, Any], path: Path, stale_seconds: float = STALE_SECONDS) -> bool:
-    """Whether the lease ``holder`` (read from ``path``) belongs to a job that is still running."""
+def _heartbeat(holder: dict[str, Any], path: Path) -> float | None:
+    """The lease's last heartbeat (Unix time; the file's mtime if it has none), or ``None``."""
     try:
         beat = float(holder.get("heartbeat", path.stat().st_mtime))
     except (OSError, TypeError, ValueError):
-        return False
-    if time.time() - beat > stale_seconds:
+        return None
+    return beat if math.isfinite(beat) else None
+
+
+def from_the_future(holder: dict[str, Any], path: Path,
+                    stale_seconds: float = STALE_SECONDS) -> bool:
+    """Whether the lease's heartbeat lies further ahead than clock skew explains (more than
+    ``stale_seconds`` after now): an impossible time, from a wrong clock or a foreign tool."""
+    beat = _heartbeat(holder, path)
+    return beat is not None and beat - time.time() > stale_seconds
+
+
+def is_live(holder: dict[str, Any], path: Path, stale_seconds: float = STALE_SECONDS) -> bool:
+    """Whether the lease ``holder`` (read from ``path``) belongs to a job that is still running:
+    a heartbeat within ``stale_seconds`` of now (one from the future is impossible: stale) and,
+    on this host, a process that exists."""
+    beat = _heartbeat(holder, path)
+    if beat is None or abs(time.time() - beat) > stale_seconds:
         return False
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         return _pid_alive(holder["pid"])
@@ -79,7 +99,11 @@ def is_live(holder: dict[str, Any], path: Path, stale_seconds: float = STALE_SEC
 def _describe(holder: dict[str, Any]) -> str:
     job = f", job {holder['job']}" if holder.get("job") else ""
     beat = holder.get("heartbeat")
-    age = f", heartbeat {time.time() - float(beat):.0f} s ago" if beat else ""
+    age = ""
+    if isinstance(beat, (int, float)):
+        ago = time.time() - float(beat)
+        age = (f", heartbeat {ago:.0f} s ago" if ago >= 0 else
+               f", heartbeat {-ago:.0f} s in the future")
     where = f"host {holder.get('host')}, pid {holder.get('pid')}"
     return f"{holder.get('owner', '?')} ({where}{job}{age})"
 
@@ -99,11 +123,19 @@ def _claim(run_dir: Path, holder: dict[str, Any], stale_seconds: float) -> None:
                     raise LeaseHeldError(
                         f"{run_dir} is owned by a live job: {_describe(current)}; it is left "
                         "to finish, rerun later to collect it (or end that job)") from None
+                if current is not None and from_the_future(current, path, stale_seconds):
+                    warnings.warn(_future_message(path, current), stacklevel=3)
                 with contextlib.suppress(FileNotFoundError):  # reclaim the dead owner's lease
                     os.replace(path, run_dir / f".{LEASE_FILE}.reclaimed")
         raise LeaseHeldError(f"{run_dir}: another job claimed the lease at the same moment")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _future_message(path: Path, holder: dict[str, Any]) -> str:
+    return (f"{path} ({_describe(holder)}) is dated in the future, which no live job can be: "
+            "it is treated as stale and reclaimed. Check the clocks of the hosts that share the "
+            f"store (NTP); if a job still trains there, end it; `rm {path}` clears such a lease")
 
 
 def _beat(run_dir: Path, holder: dict[str, Any], stop: threading.Event, every: float) -> None:

@@ -52,6 +52,20 @@ class Job:
     skip_reason: str = ""
     resources: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     """What the cell asks of Ray / Slurm (the grid's ``resources``); not part of its identity."""
+    settings: TrainConfig | None = dataclasses.field(default=None, compare=False, repr=False)
+    """``config`` parsed, once, when the job is made (a profile job: its dataset's baseline
+    cell, whose encoder and batch it profiles; ``None`` if it was not given)."""
+
+    def __post_init__(self) -> None:
+        if self.settings is None and self.kind != "profile":
+            object.__setattr__(self, "settings", TrainConfig.from_dict(self.config))
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The job's :class:`TrainConfig` (for a profile job, its baseline cell's)."""
+        if self.settings is None:
+            raise ValueError(f"job {self.key} was made without a TrainConfig")
+        return self.settings
 
     @property
     def slug(self) -> str:
@@ -59,12 +73,20 @@ class Job:
 
 
 def train_config(grid: Grid, dataset: DatasetSpec, method: MethodSpec, seed: int,
-                 overrides: dict[str, Any]) -> dict[str, Any]:
-    """The full TrainConfig dict of one (dataset, method, seed) cell."""
+                 overrides: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of one (dataset, method, seed) cell (parsed here, once)."""
     values = {**grid.settings, **dataset.options, **method.options, **overrides,
               "dataset": dataset.dataset, "seed": seed, "epochs": max(grid.durations),
               "eval_epochs": [d for d in grid.durations if d != max(grid.durations)]}
-    return dataclasses.asdict(TrainConfig.from_dict(values))
+    return TrainConfig.from_dict(values)
+
+
+def _cell(key: str, kind: str, dataset: DatasetSpec, method: str, seed: int,
+          config: TrainConfig, durations: tuple[int, ...], skip_reason: str,
+          resources: dict[str, Any]) -> Job:
+    """A train or floor job whose config is already parsed."""
+    return Job(key, kind, dataset.dataset, method, seed, dataclasses.asdict(config), durations,
+               skip_reason, resources, settings=config)
 
 
 def _profile_variants(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any],
@@ -75,8 +97,7 @@ def _profile_variants(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any
     for spec in grid.methods:
         if spec.name in skip:
             continue
-        config = TrainConfig.from_dict(
-            train_config(grid, dataset, spec, grid.seeds[0], overrides))
+        config = train_config(grid, dataset, spec, grid.seeds[0], overrides)
         options = {k: getattr(config, k) for k in LOSS_FIELDS}
         if config.resolved_recursion() == "in-step":
             if spec.name == grid.treatment and config.depth != 1:
@@ -94,7 +115,7 @@ def _skipped_methods(grid: Grid, overrides: dict[str, Any]) -> dict[str, str]:
         for dataset in grid.datasets:
             config = train_config(grid, dataset, spec, grid.seeds[0], overrides)
             try:
-                validate_config(TrainConfig.from_dict(config))
+                validate_config(config)
             except ValueError as error:
                 if not spec.optional:
                     raise ValueError(
@@ -106,11 +127,11 @@ def _skipped_methods(grid: Grid, overrides: dict[str, Any]) -> dict[str, str]:
 def _profile_job(grid: Grid, dataset: DatasetSpec, overrides: dict[str, Any],
                  skip: dict[str, str]) -> Job:
     base = train_config(grid, dataset, grid.method(grid.baseline), grid.seeds[0], overrides)
-    config: dict[str, Any] = {k: base[k] for k in PROFILE_FIELDS}
+    config: dict[str, Any] = {k: getattr(base, k) for k in PROFILE_FIELDS}
     config["variants"] = _profile_variants(grid, dataset, overrides, skip)
     config["steps"] = grid.profile_steps
     return Job(f"{dataset.dataset}/profile", "profile", dataset.dataset, "profile", None,
-               config, (), resources={**grid.resources, **dataset.resources})
+               config, (), resources={**grid.resources, **dataset.resources}, settings=base)
 
 
 def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool = True
@@ -134,16 +155,15 @@ def plan(grid: Grid, overrides: dict[str, Any] | None = None, *, validate: bool 
         for dataset in grid.datasets:
             floor = train_config(grid, dataset, floor_method, seed, overrides)
             resources = {**grid.resources, **dataset.resources}
-            if floor["eval_protocol"] != "none":  # nothing to evaluate otherwise
-                jobs += [Job(f"{dataset.dataset}/{name}/seed{seed}", kind, dataset.dataset, name,
-                             seed, floor, (0,), resources=resources)
+            if floor.eval_protocol != "none":  # nothing to evaluate otherwise
+                jobs += [_cell(f"{dataset.dataset}/{name}/seed{seed}", kind, dataset, name, seed,
+                               floor, (0,), "", resources)
                          for kind, name in (("floor", FLOOR), ("pixels", PIXELS))]
             for spec in grid.methods:
-                jobs.append(Job(
-                    f"{dataset.dataset}/{spec.name}/seed{seed}", "train", dataset.dataset,
-                    spec.name, seed, train_config(grid, dataset, spec, seed, overrides),
-                    durations, skip.get(spec.name, ""), {**resources, **spec.resources},
-                ))
+                jobs.append(_cell(
+                    f"{dataset.dataset}/{spec.name}/seed{seed}", "train", dataset, spec.name,
+                    seed, train_config(grid, dataset, spec, seed, overrides), durations,
+                    skip.get(spec.name, ""), {**resources, **spec.resources}))
     if grid.profile:
         jobs += [_profile_job(grid, dataset, overrides, skip) for dataset in grid.datasets]
     return jobs

@@ -174,24 +174,33 @@ def run_grid(
     if check_data_first:
         check_data(jobs)
     started = time.perf_counter()
+    context = {"command": command, "workers": workers, "executor": executor}
     with open_store(out, grid, allow_grid_change) as store:
-        pending = [job for job in jobs if not is_done(job, store.records.get(job.key))]
-        summary = BenchSummary(out, len(jobs), len(jobs) - len(pending), len(pending))
-        context = {"versions": versions([str(m.options.get("method", m.name))
-                                         for m in grid.methods]),
-                   "command": command, "workers": workers}
-        session = store.log_session({"started": now(), "command": command, "workers": workers,
-                                     "threads": threads, "pending": len(pending)})
-        bar = _Progress(progress, len(jobs), summary.done_before, grid.name)
-        if executor is None:
-            executor = "process" if workers > 1 and len(pending) > 1 else "local"
-        context["executor"] = executor
-        try:
-            _run_pending(store, pending, grid, summary, bar, context, threads,
-                         dict(executor_options or {}))
-        finally:
-            bar.close()
-        store.log_session({**session, "finished": now(),
-                           "seconds": time.perf_counter() - started}, replace=True)
+        summary = _run_in_store(store, grid, jobs, context, threads, progress,
+                                dict(executor_options or {}))
     summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_in_store(store: Store, grid: Grid, jobs: list[Job], context: dict[str, Any],
+                  threads: int | None, progress: bool, options: dict[str, Any]) -> BenchSummary:
+    """Run the jobs not done yet in the locked ``store`` and log the session there."""
+    started = time.perf_counter()
+    pending = [job for job in jobs if not is_done(job, store.records.get(job.key))]
+    summary = BenchSummary(store.out, len(jobs), len(jobs) - len(pending), len(pending))
+    workers = context["workers"]
+    context = {"versions": versions([str(m.options.get("method", m.name))
+                                     for m in grid.methods]), **context}
+    session = store.log_session({"started": now(), "command": context["command"],
+                                 "workers": workers, "threads": threads,
+                                 "pending": len(pending)})
+    bar = _Progress(progress, len(jobs), summary.done_before, grid.name)
+    if context["executor"] is None:
+        context["executor"] = "process" if workers > 1 and len(pending) > 1 else "local"
+    try:
+        _run_pending(store, pending, grid, summary, bar, context, threads, options)
+    finally:
+        bar.close()
+    store.log_session({**session, "finished": now(),
+                       "seconds": time.perf_counter() - started}, replace=True)
     return summary

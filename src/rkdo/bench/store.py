@@ -18,7 +18,6 @@ TrainConfig since the record was written takes its default and the record still 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rkdo._io import (
+    ExclusiveLock,
     read_json,
     write_json_atomic,
     write_jsonl_atomic,
@@ -38,7 +38,7 @@ from rkdo.bench.grid import Grid, parse_grid
 from rkdo.bench.plan import Job, plan
 from rkdo.training import EXECUTION_FIELDS, config_identity
 
-__all__ = ["GRID_FILE", "STORE_FILE", "RESULTS_FILE", "RUNS_DIR", "LOCK_FILE",
+__all__ = ["GRID_FILE", "STORE_FILE", "RESULTS_FILE", "RUNS_DIR",
            "GridMismatchError", "Store", "open_store", "read_results", "same_settings",
            "is_done", "Results", "load_results", "now"]
 
@@ -46,7 +46,6 @@ GRID_FILE = "grid.toml"
 STORE_FILE = "store.json"
 RESULTS_FILE = "results.jsonl"
 RUNS_DIR = "runs"
-LOCK_FILE = ".lock"
 
 
 class GridMismatchError(ValueError):
@@ -139,21 +138,6 @@ def is_done(job: Job, record: dict[str, Any] | None) -> bool:
     return same_settings(job, record["config"])
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    handle = open(out / LOCK_FILE, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise ValueError(f"another `rkdo bench` is writing to {out}; wait for it to end") from None
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
 def read_store_file(out: Path) -> dict[str, Any]:
     """``store.json``, checked: an object with the grid's hash and a list of sessions."""
     path, store = out / STORE_FILE, read_json(out / STORE_FILE)
@@ -227,7 +211,8 @@ def open_store(out: Path, grid: Grid, allow_grid_change: bool = False) -> Iterat
     (:class:`GridMismatchError`) when another grid created it, unless ``allow_grid_change``.
     """
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    busy = f"another `rkdo bench` is writing to {out}; wait for it to end"
+    with ExclusiveLock(out, busy=lambda pid: f"{busy} (pid {pid})"):
         _claim(out, grid, allow_grid_change)
         yield Store(out)
 

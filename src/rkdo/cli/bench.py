@@ -15,11 +15,10 @@ import json
 import shlex
 import sys
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser"]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -112,8 +111,8 @@ def _number(text: str) -> Any:
 
 def _command_line() -> str:
     """How this process was started, as a user would type it."""
-    standalone = Path(sys.argv[0]).parts[-2:] == ("cli", "bench.py")
-    program = "python -m rkdo.cli.bench" if standalone else "rkdo"
+    as_module = Path(sys.argv[0]).name == "__main__.py"
+    program = "python -m rkdo" if as_module else "rkdo"
     return shlex.join([*program.split(), *sys.argv[1:]])
 
 
@@ -175,6 +174,12 @@ example: rkdo bench digits-smoke --out runs/smoke
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``bench``, ``report`` and ``profile`` commands on ``rkdo``'s subparsers."""
+    _add_bench(subparsers)
+    _add_report(subparsers)
+    _add_profile(subparsers)
+
+
+def _add_bench(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench", help="run a benchmark grid (resumable, results stored per cell)",
         description=textwrap.fill(
@@ -209,11 +214,20 @@ def add_parser(subparsers: Any) -> None:
                        help="jobs run at once, each in its own process (default: 1, in this "
                             "process); with N workers use --threads so N x threads fits the "
                             "cores")
-    bench.add_argument("--executor", default=None,
-                       choices=("local", "process", "ray", "submitit"),
-                       help="where cells run: local (this process), process (a local pool of "
-                            "--workers), ray (Ray tasks; extra rkdo[ray]), submitit (Slurm "
-                            "jobs; extra rkdo[slurm]). Default: process if --workers > 1, "
+    _add_executor_arguments(bench)
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-report", action="store_true",
+                       help="do not write report.md at the end")
+    bench.set_defaults(func=_cmd_bench)
+
+
+def _add_executor_arguments(bench: argparse.ArgumentParser) -> None:
+    """``--executor`` (its choices from the registry) and what the executors ask for."""
+    from rkdo.bench.executors import EXECUTORS
+
+    where = "; ".join(f"{name}: {kind.summary}" for name, kind in EXECUTORS.items())
+    bench.add_argument("--executor", default=None, choices=tuple(EXECUTORS),
+                       help=f"where cells run ({where}). Default: process if --workers > 1, "
                             "else local. With ray/submitit, --workers cells are in flight")
     bench.add_argument("--cpus-per-job", type=int, default=None,
                        help="CPUs each cell asks of Ray/Slurm (default: the grid's "
@@ -234,11 +248,9 @@ def add_parser(subparsers: Any) -> None:
     bench.add_argument("--submitit-cluster", default=None, choices=("slurm", "local"),
                        help="submitit's cluster (default: slurm where sbatch exists, else "
                             "local processes)")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bench.add_argument("--no-report", action="store_true",
-                       help="do not write report.md at the end")
-    bench.set_defaults(func=_cmd_bench)
 
+
+def _add_report(subparsers: Any) -> None:
     report = subparsers.add_parser(
         "report", help="write report.md and figures from a bench store",
         description="Rebuild the paper's Tables 1-4 from a store's results, side by side with "
@@ -251,6 +263,8 @@ def add_parser(subparsers: Any) -> None:
                         help="where to write report.md and figures/ (default: the store)")
     report.set_defaults(func=_cmd_report)
 
+
+def _add_profile(subparsers: Any) -> None:
     prof = subparsers.add_parser(
         "profile", help="FLOPs and time per training step: RKDO depth 1 and 3 vs I-Con",
         description="Count FLOPs per training step (two views through the encoder plus the "
@@ -280,19 +294,3 @@ def add_parser(subparsers: Any) -> None:
     prof.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
     prof.add_argument("--json", action="store_true", help="print JSON instead of a table")
     prof.set_defaults(func=_cmd_profile)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bench``, ``report`` or ``profile`` without the main ``rkdo`` parser."""
-    parser = argparse.ArgumentParser(prog="rkdo")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
-    add_parser(subparsers)
-    args = parser.parse_args(argv)
-    from rkdo.cli._common import run_command
-
-    return run_command(args, f"rkdo {args.command}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

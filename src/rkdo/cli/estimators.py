@@ -150,7 +150,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``embed`` and ``cluster`` on the ``rkdo`` command's ``subparsers``."""
     from rkdo.estimators.clustering import AFFINITIES
     from rkdo.estimators.embedding import METHODS, OBJECTIVES
-    from rkdo.teacher import ALPHA_SCHEDULES
+    from rkdo.schedules import ALPHA_SCHEDULES
 
     embed = subparsers.add_parser("embed", help="2-D neighbour embedding (t-SNE, SNE, InfoNCE)",
                                   description=__doc__.split("\n\n")[0])

@@ -104,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rkdo: error: {error}", file=sys.stderr)
         return 2
     args = build_parser(_families(command)).parse_args(argv)
-    return run_command(args, f"rkdo {args.command}")
+    name = " ".join(["rkdo", args.command, *filter(None, [getattr(args, "viz_command", None)])])
+    return run_command(args, name)
 
 
 if __name__ == "__main__":

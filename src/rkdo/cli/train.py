@@ -142,14 +142,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rkdo.evaluation import evaluate
     from rkdo.training import load_run
-    from rkdo.vision import data as data_module
     from rkdo.vision.augment import TwoViews
 
     if args.probe_train_size is not None:
         check_int("--probe-train-size", args.probe_train_size, low=1)
     run = load_run(args.run, device=args.device)
-    size = run.config.image_size or data_module.default_image_size(run.config.dataset)
-    result = evaluate(run.model, run.data, TwoViews(size, run.data.channels),
+    result = evaluate(run.model, run.data,
+                      TwoViews(run.config.resolved_image_size(), run.data.channels),
                       protocol=args.protocol, projection=args.projection, seed=run.config.seed,
                       device=args.device, probe_train_size=args.probe_train_size)
     if args.json:

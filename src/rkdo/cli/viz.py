@@ -4,27 +4,23 @@
     rkdo viz curves DIR [DIR ...] --out curves.png
     rkdo viz embedding DIR --out embedding.png [--method pca|tsne]
 
-``add_parser(subparsers)`` registers ``viz`` on the ``rkdo`` command; ``main(argv)`` runs the
-same sub-commands on their own (``python -m rkdo.cli.viz kaleidoscope ...``). Each command
-parses its arguments and calls :mod:`rkdo.viz`; matplotlib is imported only when a figure is
-drawn.
+``add_parser(subparsers)`` registers ``viz`` on the ``rkdo`` command (:mod:`rkdo.cli.main`
+runs it). Each command parses its arguments and calls :mod:`rkdo.viz`; matplotlib is imported
+only when a figure is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Sequence
 
 from rkdo._validation import check_positive
-from rkdo.cli._common import run_command
 from rkdo.fields import load_fields, save_fields
 from rkdo.viz.kaleidoscope import Kaleidoscope
 from rkdo.viz.plots import plot_curves, plot_run_embedding
 from rkdo.viz.simulate import simulate
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser"]
 
 _SIMULATED_FRAMES = 50
 _DEFAULT_NODES = 12
@@ -215,20 +211,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sub.required = True
     _add_commands(sub)
     return viz
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rkdo viz`` sub-commands without the top-level ``rkdo`` parser."""
-    parser = argparse.ArgumentParser(
-        prog="rkdo viz",
-        description="Pictures of neighbourhood-KL learning. Each sub-command has its own --help.",
-    )
-    sub = parser.add_subparsers(dest="viz_command", metavar="{kaleidoscope,curves,embedding}")
-    sub.required = True
-    _add_commands(sub)
-    args = parser.parse_args(argv)
-    return run_command(args, f"rkdo viz {args.viz_command}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -34,9 +34,8 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rkdo._validation import check_choice, check_int, check_positive
+from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
 from rkdo.estimators._affinity import knn_graph
-from rkdo.functional import check_unit_interval
 from rkdo.kernels import calibrate_gaussian
 
 __all__ = ["KernelClustering", "AFFINITIES"]

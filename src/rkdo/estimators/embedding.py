@@ -22,7 +22,7 @@ uniform negatives per pair, O(n) per epoch, for millions of points
 (:mod:`rkdo.estimators._sampling`; ``max_iter // 5`` SGD epochs, ``kl_divergence_`` is NaN).
 The recursive teacher (RKDO in the full-batch setting) replaces ``P`` after
 early exaggeration by ``P(t) = (1 - alpha_t) P(t-1) + alpha_t Q(t-1)`` at every iteration,
-``alpha_t`` from :func:`rkdo.teacher.alpha_schedule` (decaying to 0 for non-constant
+``alpha_t`` from :func:`rkdo.schedules.alpha_schedule` (decaying to 0 for non-constant
 schedules); ``kl_divergence_`` is always measured against the static ``P(0)``.
 ``parametric=True`` learns an MLP ``y = f(x)`` (Adam) instead of free points, so ``transform``
 can place new points.
@@ -41,13 +41,12 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rkdo._validation import check_choice, check_int, check_positive
+from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
 from rkdo.estimators._affinity import conditional_dense, joint_dense, joint_sparse
 from rkdo.estimators._gradients import DenseCost, SparseCost
 from rkdo.estimators._sampling import sampled_embedding
-from rkdo.functional import check_unit_interval
 from rkdo.kernels import GaussianEmbedding, StudentT
-from rkdo.teacher import ALPHA_SCHEDULES, alpha_schedule
+from rkdo.schedules import ALPHA_SCHEDULES, alpha_schedule
 
 __all__ = ["NeighbourEmbedding", "OBJECTIVES", "METHODS"]
 

@@ -1,8 +1,9 @@
-"""Training: the run configuration (:mod:`.config`), how each loss is called on a batch
-(:mod:`.objective`), what a config builds (:mod:`.components`), the run directory (:mod:`.rundir`),
-the field recorder (:mod:`.recorder`) and the loop (:mod:`.loop`: checkpointed, resumable,
-torchrun-ready)."""
+"""Training: the run configuration (:mod:`.config`, declarations only), its checks
+(:mod:`.checks`), how each loss is called on a batch (:mod:`.loss_call`), what a config builds
+(:mod:`.components`), the run directory (:mod:`.rundir`), the field recorder (:mod:`.recorder`)
+and the loop (:mod:`.loop`: checkpointed, resumable, torchrun-ready)."""
 
+from rkdo.training.checks import validate
 from rkdo.training.components import evaluate_initial, evaluate_pixels
 from rkdo.training.config import (
     EXECUTION_FIELDS,
@@ -10,10 +11,9 @@ from rkdo.training.config import (
     LOSS_FIELDS,
     TrainConfig,
     config_identity,
-    validate,
 )
 from rkdo.training.loop import Interrupted, TrainingError, train
-from rkdo.training.objective import Objective, build_loss
+from rkdo.training.loss_call import LossCall, build_loss
 from rkdo.training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -27,7 +27,7 @@ from rkdo.training.rundir import (
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",
-    "EXECUTION_FIELDS", "GROUPS", "Interrupted", "LOSS_FIELDS", "Objective", "Run",
+    "EXECUTION_FIELDS", "GROUPS", "Interrupted", "LOSS_FIELDS", "LossCall", "Run",
     "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "config_identity",
     "evaluate_initial", "evaluate_pixels", "load_run", "train", "validate",
 ]

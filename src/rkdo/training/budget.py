@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from rkdo.training.config import TrainConfig
 from rkdo.vision import data as data_module
-
-if TYPE_CHECKING:
-    from rkdo.training.config import TrainConfig
 
 __all__ = ["estimate_bytes", "available_bytes", "check_memory"]
 
@@ -50,7 +47,7 @@ def estimate_bytes(config: TrainConfig, world: int = 1) -> dict[str, int]:
     training step (or an evaluation batch, whichever is larger) of one process."""
     count, channels = _dataset_shape(config.dataset)
     native = data_module.default_image_size(config.dataset)
-    size = config.image_size or native
+    size = config.resolved_image_size()
     per_pixel = _SAVED_FLOATS_PER_PIXEL.get(config.encoder, max(_SAVED_FLOATS_PER_PIXEL.values()))
     local_batch = max(config.batch_size // max(world, 1), 1)
     step = 2 * local_batch * size * size * 4 * per_pixel * 3 // 2
@@ -94,14 +91,12 @@ def _human(count: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_memory(config: TrainConfig) -> None:
-    """Refuse settings whose dataset or step cannot fit in memory, before loading anything."""
+def check_memory(config: TrainConfig, device: torch.device) -> None:
+    """Refuse settings whose dataset or step cannot fit in memory on the host and on
+    ``device`` (the run's, resolved), before loading anything."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     need = estimate_bytes(config, world)
-    use_cuda = config.device.startswith("cuda") or (
-        config.device == "auto" and torch.cuda.is_available())
-    device = torch.device(config.device if config.device != "auto" else
-                          ("cuda" if use_cuda else "cpu"))
+    use_cuda = device.type == "cuda"
     host = available_bytes(torch.device("cpu"))
     on_device = available_bytes(device) if use_cuda else host
     host_need = need["dataset"] + (0 if use_cuda else need["step"])
@@ -109,7 +104,7 @@ def check_memory(config: TrainConfig) -> None:
     for needed, have, where in ((host_need, host, "memory"),
                                 (device_need if use_cuda else 0, on_device, f"{device} memory")):
         if have is not None and needed > have:
-            size = config.image_size or data_module.default_image_size(config.dataset)
+            size = config.resolved_image_size()
             raise ValueError(
                 f"--image-size {size} with --batch-size {config.batch_size} and --encoder "
                 f"{config.encoder} needs an estimated {_human(needed)} of {where} (dataset "

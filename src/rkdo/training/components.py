@@ -21,41 +21,36 @@ touched. The ``warmup-cosine`` learning rate at step ``t`` of ``T`` with ``W`` w
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 from rkdo.evaluation import evaluate
 from rkdo.evaluation.noisy import evaluate_noisy
-from rkdo.training.config import TrainConfig, check_device, validate
-from rkdo.training.objective import Objective, build_loss
+from rkdo.training.checks import check_settings
+from rkdo.training.config import TrainConfig
+from rkdo.training.loss_call import LossCall, build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision import noise
 from rkdo.vision.augment import TwoViews
 from rkdo.vision.models import RawPixels, build_model
 from rkdo.vision.splits import DatasetSplits, ImageData
 
-__all__ = ["Components", "VALIDATION_SEED", "resolve_device", "evaluate_initial",
-           "evaluate_pixels", "evaluate_parts", "validation_splits", "build_augment",
-           "noisy_training_split"]
+__all__ = ["Components", "VALIDATION_SEED", "evaluate_initial", "evaluate_pixels",
+           "evaluate_parts", "validation_splits", "build_augment", "noisy_training_split"]
 
 VALIDATION_SEED = 20261201
 """Seed of the permutation that carves the validation split (fixed: independent of ``seed``)."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the current CUDA device if there is one, else the CPU; names of devices
-    this machine lacks are refused (:func:`~rkdo.training.config.check_device`)."""
-    check_device(name)
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device(name)
-
-
 class Components:
-    """Model, loss (as an :class:`Objective`), optimiser, data and augmentation for a config."""
+    """Model, loss (and its :class:`LossCall`), optimiser, data and augmentation for a config
+    that has passed :func:`~rkdo.training.checks.check_settings`; the loss is built here, once
+    (its hyper-parameter ranges are checked as it is built)."""
 
     def __init__(self, config: TrainConfig, device: torch.device, world: int = 1) -> None:
         self.data = data_module.load(config.dataset, config.data_root, config.download,
@@ -65,7 +60,7 @@ class Components:
         # the training split as trained on (maybe subsampled, maybe with noisy labels) and its
         # clean labels, which only the noisy-label evaluation reads
         self.data, self.clean_train_labels = noisy_training_split(self.data, config)
-        self.image_size = config.image_size or data_module.default_image_size(config.dataset)
+        self.image_size = config.resolved_image_size()
         n_train = len(self.data.train)
         if config.batch_size > n_train:
             raise ValueError(
@@ -95,10 +90,24 @@ class Components:
         attach = getattr(self.loss, "attach", None)
         if attach is not None:  # a head or an EMA teacher, made before the optimiser
             attach(model=self.model, num_classes=len(self.data.classes))
-        self.objective = Objective.for_config(self.loss, config)
+        self.loss_call = LossCall.for_config(self.loss, config)
         self.augment = build_augment(config, self.image_size, self.data.channels)
         self.optimizer = _optimizer(config, [*self.model.parameters(), *self.loss.parameters()])
         self.scheduler = _scheduler(config, self.optimizer, self.total_steps)
+
+    def batches(self, sampler: DistributedSampler, start_step: int, epochs: int
+                ) -> Iterator[tuple[int, Tensor]]:
+        """``(step, sample indices)`` of this process from ``start_step`` on; each epoch's order
+        from ``sampler`` (``local_batch`` indices a step, ``steps_per_epoch`` steps an epoch)."""
+        steps = self.steps_per_epoch
+        first_epoch = start_step // steps
+        for epoch in range(first_epoch, epochs):
+            sampler.set_epoch(epoch)
+            order = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+            order = order[: steps * self.local_batch].view(steps, self.local_batch)
+            first = start_step - epoch * steps if epoch == first_epoch else 0
+            for position in range(first, steps):
+                yield epoch * steps + position, order[position]
 
 
 def noisy_training_split(data: DatasetSplits, config: TrainConfig
@@ -171,10 +180,11 @@ def _optimizer(config: TrainConfig, parameters: list[torch.nn.Parameter]) -> tor
 
 
 def _evaluate_floor(config: TrainConfig, device: str, pixels: bool) -> dict[str, Any]:
-    validate(config)
-    parts = Components(config, torch.device(device))
+    config = replace(config, device=device)
+    resolved = check_settings(config)
+    parts = Components(config, resolved)
     model = RawPixels() if pixels else parts.model
-    return evaluate_parts(model, parts, config, device, classify=False)
+    return evaluate_parts(model, parts, config, resolved, classify=False)
 
 
 def evaluate_parts(model: torch.nn.Module, parts: Components, config: TrainConfig,

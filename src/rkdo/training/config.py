@@ -13,27 +13,20 @@ per field, sorted). Each field carries its own metadata, from which the rest is 
     before       for a field whose default is not what runs did before it existed: the value a
                  stored ``config.json`` without the key was computed with (its default otherwise)
 
-:func:`validate` checks the declared constraints, then the settings that depend on each other
-(image size vs dataset and encoder, temporal recursion vs method, evaluation epochs vs epochs)
-and the loss hyper-parameter ranges (by building the loss).
+This module only declares: the checks that need the data, the devices or the loss live in
+:mod:`rkdo.training.checks`, which set-up calls once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
 from rkdo import methods
-from rkdo._validation import check_choice, check_int, check_positive
 from rkdo.evaluation import PROTOCOLS
 from rkdo.fields import MIN_POINTS
 from rkdo.schedules import ALPHA_SCHEDULES
-from rkdo.training.budget import check_memory
-from rkdo.training.objective import METHOD_CHOICES, RECURSIONS, build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision import models, noise
 
@@ -42,9 +35,9 @@ __all__ = [
     "TrainConfig",
     "EXECUTION_FIELDS",
     "LOSS_FIELDS",
+    "METHOD_CHOICES",
+    "RECURSIONS",
     "config_identity",
-    "validate",
-    "check_device",
 ]
 
 GROUPS = ("data", "model", "loss", "optimisation", "evaluation", "execution", "recording")
@@ -53,6 +46,9 @@ SCHEDULES = ("none", "cosine", "warmup-cosine")
 VIEWS_FORWARD = ("joint", "separate")
 PRECISIONS = ("fp32", "bf16")
 EVAL_PROTOCOLS = (*PROTOCOLS, "noisy", "none")
+METHOD_CHOICES: tuple[str, ...] = tuple(methods.METHODS)
+"""``--method``'s choices: every entry of the registry :data:`rkdo.methods.METHODS`."""
+RECURSIONS = ("auto", "none", "in-step", "temporal", "temporal+in-step")
 
 
 def _option(
@@ -131,8 +127,8 @@ class TrainConfig:
         512, "model", "hidden width of the Linear-BN-ReLU-Linear projection head", at_least=1)
     method: str = _option(
         "rkdo", "loss",
-        "loss preset (see the methods below): rkdo, icon, simclr, supcon, sne, tsne, cluster, "
-        "kmeans, lightly-ntxent", choices=METHOD_CHOICES)
+        f"loss preset (see the methods below): {', '.join(METHOD_CHOICES)}",
+        choices=METHOD_CHOICES)
     recursion: str = _option(
         "auto", "loss",
         "auto (the method's own), none (static I-Con), in-step (recursion inside each step, "
@@ -242,6 +238,14 @@ class TrainConfig:
         method = methods.METHODS.get(self.method)
         return "in-step" if method is not None and method.recursive else "none"
 
+    def resolved_image_size(self) -> int:
+        """The training resolution: ``image_size``, or the dataset's own (8 px digits, ...)."""
+        return self.image_size or data_module.default_image_size(self.dataset)
+
+    def method_entry(self) -> methods.Method:
+        """The registry entry of ``method`` (:data:`rkdo.methods.METHODS`)."""
+        return methods.METHODS[self.method]
+
 
 EXECUTION_FIELDS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(TrainConfig) if f.metadata["execution"])
@@ -280,124 +284,3 @@ def _check_type(name: str, annotation: str, value: Any) -> None:
     if not ok(value):
         allowed = f"{what} or null" if optional else what
         raise ValueError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
-
-
-def _check_declared(config: TrainConfig) -> None:
-    """The constraints in the fields' metadata (choices, lower bounds)."""
-    for spec in dataclasses.fields(config):
-        value = getattr(config, spec.name)
-        if value is None:
-            continue
-        choices = spec.metadata["choices"]
-        if choices is not None:
-            check_choice(spec.name.replace("_", " "), value, choices)
-        if spec.metadata["at_least"] is not None:
-            check_int(spec.name.replace("_", "-"), value, low=spec.metadata["at_least"])
-
-
-def _check_images(config: TrainConfig) -> None:
-    native = data_module.default_image_size(config.dataset)
-    size = config.image_size or native
-    if size * 2 < native:
-        raise ValueError(
-            f"image size {size} would throw away most of the {native} px {config.dataset} "
-            f"images; use --image-size >= {math.ceil(native / 2)}"
-        )
-    if size < models.min_image_size(config.encoder):
-        raise ValueError(
-            f"encoder {config.encoder!r} needs images of at least "
-            f"{models.min_image_size(config.encoder)} px, got {size}; choose another --encoder "
-            "or a larger --image-size"
-        )
-
-
-def _check_numbers(config: TrainConfig) -> None:
-    """Finite floats everywhere (a NaN momentum would train NaN weights), the optimiser's ranges,
-    BatchNorm's two samples, and no flag that the chosen recursion would ignore."""
-    for spec in dataclasses.fields(config):
-        value = getattr(config, spec.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{spec.name.replace('_', '-')} must be a finite number, got {value}")
-    check_positive("lr", config.lr)
-    check_positive("weight-decay", config.weight_decay, allow_zero=True)
-    check_positive("momentum", config.momentum, allow_zero=True)
-    if config.batch_size < 2:
-        raise ValueError("batch-size must be >= 2: the encoder's BatchNorm layers need at least "
-                         f"two samples per batch, got {config.batch_size}")
-    if not 0.0 < config.crop_scale <= 1.0:
-        raise ValueError(f"crop-scale must lie in (0, 1], got {config.crop_scale}")
-    if not 0.0 <= config.jitter <= 2.0:
-        raise ValueError(f"jitter must lie in [0, 2] (hue shift up to jitter / 4 <= 0.5), got "
-                         f"{config.jitter}")
-    if not 0.0 <= config.label_noise < 1.0:
-        raise ValueError(f"label-noise must lie in [0, 1), got {config.label_noise}")
-    if config.label_noise and config.label_noise_kind == "asymmetric":
-        noise.noise_pairs(config.dataset)
-    if not 0.0 <= config.ema_momentum < 1.0:
-        raise ValueError(f"ema-momentum must lie in [0, 1), got {config.ema_momentum}")
-    if config.warmup_steps and config.lr_schedule != "warmup-cosine":
-        raise ValueError("--warmup-steps applies to --lr-schedule warmup-cosine only; add it or "
-                         "drop --warmup-steps")
-    if not config.resolved_recursion().startswith("temporal"):
-        ignored = [flag for flag, value, default in (
-            ("--alpha-schedule", config.alpha_schedule, "constant"),
-            ("--alpha-final", config.alpha_final, 0.0)) if value != default]
-        if ignored:
-            verb = "apply" if len(ignored) > 1 else "applies"
-            raise ValueError(f"{' and '.join(ignored)} {verb} to temporal recursion only; add "
-                             "--recursion temporal or drop it")
-
-
-def check_device(name: str) -> None:
-    """``name`` as a device this machine has (``auto``: the CPU or the current GPU)."""
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(
-                f"device {name!r} requested but no CUDA device is available; use --device cpu")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"device {name!r} requested but this machine has {count} CUDA "
-                             f"device(s): cuda:0 to cuda:{count - 1}")
-
-
-def validate(config: TrainConfig) -> None:
-    """Refuse impossible settings before any work starts (each error says what to change)."""
-    if not (config.dataset in data_module.DATASETS or config.dataset.startswith("imagefolder:")):
-        raise ValueError(
-            f"unknown dataset {config.dataset!r}; choose one of: "
-            f"{', '.join(data_module.DATASETS)}, imagefolder:PATH"
-        )
-    _check_declared(config)
-    _check_numbers(config)
-    bad_epochs = [e for e in config.eval_epochs if not 1 <= e <= config.epochs]
-    if bad_epochs:
-        raise ValueError(f"eval-epochs {bad_epochs} must lie in [1, epochs={config.epochs}]")
-    if config.resolved_recursion().startswith("temporal") and \
-            config.method not in ("simclr", "icon", "rkdo", "supcon"):
-        raise ValueError(
-            f"temporal recursion supports the methods simclr, icon, rkdo and supcon, "
-            f"not {config.method!r}"
-        )
-    if config.record_field:
-        if config.method not in methods.METHODS:
-            raise ValueError(
-                f"--record-field needs one of rkdo's own methods, not {config.method!r}")
-        check_int("record-field", config.record_field, low=MIN_POINTS)
-    if config.holdout_fraction is not None:
-        fraction = float(config.holdout_fraction)
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(
-                f"holdout-fraction must lie in (0, 1), got {config.holdout_fraction!r}")
-    _check_images(config)
-    check_device(config.device)
-    check_memory(config)
-    # building the loss checks every loss hyper-parameter range now, not at the first step
-    build_loss(config, n_samples=2)

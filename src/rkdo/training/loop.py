@@ -27,7 +27,6 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,9 @@ from rkdo._validation import check_positive
 from rkdo.evaluation import plan_evaluation
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_weights
-from rkdo.training.components import Components, evaluate_parts, resolve_device
-from rkdo.training.config import TrainConfig, validate
+from rkdo.training.checks import check_settings
+from rkdo.training.components import Components, evaluate_parts
+from rkdo.training.config import TrainConfig
 from rkdo.training.interrupt import Interrupted, StopNow, StopSignals, signal_name
 from rkdo.training.recorder import FieldRecorder
 from rkdo.training.rundir import (
@@ -58,6 +58,7 @@ from rkdo.training.rundir import (
     read_config,
     resume_config,
     save_checkpoint,
+    save_config,
     start_run,
     truncate_metrics,
 )
@@ -101,7 +102,7 @@ def train(
     """
     out = Path(out)
     check_positive("checkpoint-minutes", checkpoint_minutes, allow_zero=True)
-    owns_group = _init_distributed(config.device if config is not None else "auto")
+    owns_group = distributed.join_process_group(config.device if config is not None else "auto")
     lock = RunLock(out)
     try:
         with StopSignals() as signals:
@@ -112,8 +113,10 @@ def train(
                         return read_json(out / EVAL_FILE)
                 elif config is None:
                     raise ValueError("give a TrainConfig for a new run, or resume=True")
-                validate(config)
-                training = _Training(config, out, resume=resume, overwrite=overwrite,
+                device = check_settings(config)  # the one check of the settings
+                if resume and changes and distributed.rank() == 0:
+                    save_config(out, config)  # the changes a resumed run may make, checked
+                training = _Training(config, device, out, resume=resume, overwrite=overwrite,
                                      progress=progress, lock=lock, signals=signals)
                 return training.run(stop_after, checkpoint_minutes * 60.0)
             except StopNow as stop:
@@ -130,7 +133,7 @@ def _resume(out: Path, lock: RunLock, changes: dict[str, Any] | None) -> TrainCo
     if writer and out.is_dir():
         lock.acquire()  # before reading: a live run may not have its first checkpoint yet
     read_config(out)  # says what is missing
-    config = resume_config(out, changes, save=writer)
+    config = resume_config(out, changes)
     final = out / EVAL_FILE
     if final.exists() and read_json(final).get("epoch") == config.epochs:
         return None
@@ -147,31 +150,6 @@ def _stopped_at_once(out: Path, signum: int) -> str:
             f"`rkdo train --resume {out}`")
 
 
-def _init_distributed(device: str) -> bool:
-    """Join the process group ``torchrun`` describes in the environment (once); True if we did."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    use_cuda = torch.cuda.is_available() and device != "cpu"
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return True
-
-
-def _batches(sampler: DistributedSampler, parts: Components, start_step: int, epochs: int
-             ) -> Iterator[tuple[int, Tensor]]:
-    """``(step, sample indices)`` from ``start_step`` on; each epoch's order from the sampler."""
-    steps = parts.steps_per_epoch
-    first_epoch = start_step // steps
-    for epoch in range(first_epoch, epochs):
-        sampler.set_epoch(epoch)
-        order = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
-        order = order[: steps * parts.local_batch].view(steps, parts.local_batch)
-        first = start_step - epoch * steps if epoch == first_epoch else 0
-        for position in range(first, steps):
-            yield epoch * steps + position, order[position]
-
-
 class _Training:
     """One process's training run: its set-up, counters, logs, and the step and its follow-ups.
 
@@ -179,10 +157,9 @@ class _Training:
     the step itself.
     """
 
-    def __init__(self, config: TrainConfig, out: Path, *, resume: bool, overwrite: bool,
-                 progress: bool, lock: RunLock, signals: StopSignals) -> None:
-        self.config, self.out, self.signals = config, out, signals
-        self.device = resolve_device(config.device)
+    def __init__(self, config: TrainConfig, device: torch.device, out: Path, *, resume: bool,
+                 overwrite: bool, progress: bool, lock: RunLock, signals: StopSignals) -> None:
+        self.config, self.device, self.out, self.signals = config, device, out, signals
         world, rank = distributed.world_size(), distributed.rank()
         self.is_writer = rank == 0
         new_run = not resume and self.is_writer
@@ -197,7 +174,7 @@ class _Training:
             # a split the evaluation cannot use is refused now, not after training
             plan_evaluation(parts.data.train.labels, parts.data.test.labels,
                             config.eval_protocol, config.probe_train_size)
-        if new_run and lock.handle is None:
+        if new_run and not lock.held:
             lock.acquire()
             check_out_dir(out, config, overwrite)  # again, now that no one else can start here
         self.sampler = DistributedSampler(
@@ -219,7 +196,7 @@ class _Training:
         if distributed.is_distributed():
             self.model = nn.parallel.DistributedDataParallel(parts.model)
         self.forward: nn.Module = torch.compile(self.model) if config.compile else self.model
-        self.recorder = (FieldRecorder(parts.data, parts.augment, parts.objective,
+        self.recorder = (FieldRecorder(parts.data, parts.augment, parts.loss_call,
                                        config.record_field, config.seed, self.device)
                          if config.record_field and self.is_writer and not resume else None)
         self.log = MetricsLog(out, enabled=self.is_writer, tensorboard=config.tensorboard)
@@ -257,7 +234,7 @@ class _Training:
             self.recorder.record(parts.model, 0)
         # under torchrun the ranks would stop at different steps: signals stop them at once
         self.signals.deferring = not distributed.is_distributed()
-        for step_index, index in _batches(self.sampler, parts, self.step, config.epochs):
+        for step_index, index in parts.batches(self.sampler, self.step, config.epochs):
             if stop_after is not None and step_index >= stop_after:
                 self._checkpoint(step_index)
                 self._close()
@@ -291,7 +268,7 @@ class _Training:
                 z1, z2 = self.forward(torch.cat((view1, view2))).chunk(2)
             else:
                 z1, z2 = self.forward(view1), self.forward(view2)
-            loss = parts.objective(z1, z2, labels=self.labels[index], view1=view1, index=index,
+            loss = parts.loss_call(z1, z2, labels=self.labels[index], view1=view1, index=index,
                                    step=step_index, view2=view2)
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -2,7 +2,7 @@
 
 Every ``record_every`` steps (and at step 0) the model embeds ``N`` fixed probe images, seen
 through one fixed pair of views so that only the model changes between frames, and the
-:class:`~rkdo.training.objective.Objective` reads the loss's teacher and student rows:
+:class:`~rkdo.training.loss_call.LossCall` reads the loss's teacher and student rows:
 
     frame t:  teacher p_t(j|i), student q_t(j|i)   for i, j in the N probe anchors
 
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from rkdo.fields import Fields, save_fields
-from rkdo.training.objective import Objective
+from rkdo.training.loss_call import LossCall
 
 __all__ = ["FieldRecorder"]
 
@@ -28,12 +28,12 @@ __all__ = ["FieldRecorder"]
 class FieldRecorder:
     """Collects ``(step, teacher, student)`` frames over ``size`` probe anchors."""
 
-    def __init__(self, data: Any, augment: Any, objective: Objective, size: int, seed: int,
+    def __init__(self, data: Any, augment: Any, loss_call: LossCall, size: int, seed: int,
                  device: torch.device) -> None:
-        temporal = objective.call == "temporal"
+        temporal = loss_call.call == "temporal"
         split = data.train if temporal else data.test
         size = min(size, len(split))
-        self.objective = objective
+        self.loss_call = loss_call
         self.index = torch.arange(size, device=device)
         self.labels = split.labels[:size]
         generator = torch.Generator().manual_seed(seed + 12345)
@@ -50,7 +50,7 @@ class FieldRecorder:
         z1, z2 = (model(view) for view in self.views)
         model.train(was_training)
         labels = self.labels.to(z1.device)
-        teacher, student = self.objective.fields(z1, z2, labels, self.index, step)
+        teacher, student = self.loss_call.fields(z1, z2, labels, self.index, step)
         self.steps.append(step)
         self.teacher.append(teacher.float().cpu())
         self.student.append(student.float().cpu())

@@ -17,7 +17,6 @@ is the kernel's: a process that dies drops it, so a dead run never blocks its di
 
 from __future__ import annotations
 
-import fcntl
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from rkdo import distributed
 from rkdo._io import (
+    LOCK_FILE,
+    ExclusiveLock,
     append_jsonl,
     read_json,
     read_jsonl,
@@ -36,13 +38,13 @@ from rkdo._io import (
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_state, load_weights, save_state
 from rkdo.training.components import Components
-from rkdo.training.config import EXECUTION_FIELDS, TrainConfig, check_device, validate
+from rkdo.training.config import EXECUTION_FIELDS, TrainConfig
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE", "FIELDS_FILE",
-    "TENSORBOARD_DIR", "LOCK_FILE", "RunExistsError", "RunLock", "Run", "check_out_dir",
+    "TENSORBOARD_DIR", "RunExistsError", "RunLock", "Run", "check_out_dir",
     "check_writable",
-    "start_run", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
+    "start_run", "save_config", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
     "truncate_metrics", "RESUME_CHANGES", "resume_config", "MetricsLog", "load_run",
 ]
 
@@ -51,7 +53,6 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 TENSORBOARD_DIR = "tensorboard"
-LOCK_FILE = ".lock"
 
 
 class RunExistsError(ValueError):
@@ -99,39 +100,14 @@ def check_writable(out: Path) -> None:
                          "choose another --out")
 
 
-class RunLock:
-    """An exclusive lock on a run directory while one process trains in it (``DIR/.lock``)."""
+class RunLock(ExclusiveLock):
+    """The exclusive lock on a run directory while one process trains in it (``DIR/.lock``,
+    :class:`rkdo._io.ExclusiveLock`: a ``.lock`` that links elsewhere is refused, not followed)."""
 
     def __init__(self, out: Path) -> None:
-        self.out, self.handle = out, None
-
-    def acquire(self) -> RunLock:
-        """Take the lock (creating ``out``), or refuse naming the process that holds it."""
-        if self.handle is not None:
-            return self
-        self.out.mkdir(parents=True, exist_ok=True)
-        handle = open(self.out / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise ValueError(
-                f"{self.out} is in use by another `rkdo train` (pid {holder}); wait for it to "
-                "finish, or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self.handle = handle
-        return self
-
-    def release(self) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
+        super().__init__(out, busy=lambda pid: (
+            f"{out} is in use by another `rkdo train` (pid {pid}); wait for it to finish, or "
+            "choose another --out"))
 
 
 def start_run(out: Path, config: TrainConfig) -> None:
@@ -139,6 +115,11 @@ def start_run(out: Path, config: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in (METRICS_FILE, EVAL_FILE, CHECKPOINT_FILE, FIELDS_FILE):
         (out / stale).unlink(missing_ok=True)
+    save_config(out, config)
+
+
+def save_config(out: Path, config: TrainConfig) -> None:
+    """Replace ``config.json`` in ``out`` with ``config`` (atomically)."""
     write_json_atomic(out / CONFIG_FILE, asdict(config))
 
 
@@ -189,10 +170,10 @@ RESUME_CHANGES = ("epochs", *EXECUTION_FIELDS)
 """Settings a resumed run may change: more epochs, and where/how it executes."""
 
 
-def resume_config(out: Path, changes: dict[str, Any] | None, *, save: bool = True
-                  ) -> TrainConfig:
-    """The saved config of the run in ``out`` with ``changes`` applied (and saved if ``save``),
-    refusing changes that would make the resumed run a different one."""
+def resume_config(out: Path, changes: dict[str, Any] | None) -> TrainConfig:
+    """The saved config of the run in ``out`` with ``changes`` applied, refusing changes that
+    would make the resumed run a different one (the caller checks the result's settings and
+    saves it with :func:`save_config`)."""
     config = read_config(out)
     changes = {k: v for k, v in (changes or {}).items() if getattr(config, k, v) != v}
     refused = sorted(set(changes) - set(RESUME_CHANGES))
@@ -212,13 +193,7 @@ def resume_config(out: Path, changes: dict[str, Any] | None, *, save: bool = Tru
         if spanning:
             raise ValueError(f"--epochs cannot extend the run in {out}: its schedule "
                              f"({', '.join(spanning)}) spans the run's length; start a new run")
-    if not changes:
-        return config
-    config = replace(config, **changes)
-    validate(config)
-    if save:
-        write_json_atomic(out / CONFIG_FILE, asdict(config))
-    return config
+    return replace(config, **changes) if changes else config
 
 
 class MetricsLog:
@@ -270,8 +245,7 @@ def load_run(directory: str | os.PathLike[str], device: str = "cpu") -> Run:
             "(written by `rkdo train --out DIR`)"
         )
     config = load_config(directory / CONFIG_FILE)
-    check_device(device)
-    torch_device = torch.device(device)
+    torch_device = distributed.resolve_device(device)
     state = load_state(directory / CHECKPOINT_FILE, torch_device, keys=("model", "loss", "step"))
     bad = first_nonfinite(state["model"])
     if bad is not None:

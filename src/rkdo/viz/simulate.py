@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rkdo._validation import check_int, check_positive
+from rkdo._validation import check_int, check_positive, check_unit_interval
 from rkdo.fields import Fields
-from rkdo.functional import check_unit_interval, kl_rows, log_mix
+from rkdo.functional import kl_rows, log_mix
 from rkdo.kernels import Augmentation, Cosine
 from rkdo.neighbourhood import build_neighbourhood
 

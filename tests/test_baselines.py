@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rkdo import IConLoss
-from rkdo.training.baselines import LightlyNTXent
+from rkdo import IConLoss, methods
+from rkdo.baselines import LightlyNTXent
 
 pytest.importorskip("lightly")
 
@@ -34,3 +34,25 @@ def test_lightly_baseline_ignores_extra_batch_facts() -> None:
     z = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
     value = LightlyNTXent(0.5)(z, z.flip(0), labels=torch.arange(8))
     assert value.ndim == 0 and torch.isfinite(value)
+
+
+@pytest.mark.parametrize("temperature", [0.07, 0.5])
+def test_simclr_preset_default_equals_lightly(temperature: float) -> None:
+    """``methods.get("simclr")`` is SimCLR's NT-Xent: lightly's number to float rounding."""
+    from lightly.loss import NTXentLoss
+
+    torch.manual_seed(1)
+    z1, z2 = torch.randn(32, 16), torch.randn(32, 16)
+    ours = methods.get("simclr", temperature=temperature)(z1, z2)
+    theirs = NTXentLoss(temperature=temperature)(z1, z2)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    pair = methods.get("simclr", temperature=temperature, form="pair")(z1, z2)
+    assert not torch.allclose(pair, theirs, rtol=1e-3)  # the pair form is another number
+
+
+def test_lightly_is_registered_like_the_presets() -> None:
+    entry = methods.METHODS["lightly-ntxent"]
+    assert entry.outside and entry.temporal is None
+    loss = methods.get("lightly-ntxent", temperature=0.2)
+    z1, z2 = torch.randn(8, 4), torch.randn(8, 4)
+    torch.testing.assert_close(loss(z1, z2), LightlyNTXent(0.2)(z1, z2))

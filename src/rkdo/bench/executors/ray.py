@@ -1,7 +1,7 @@
 """Grid jobs as Ray tasks (``rkdo bench GRID --executor ray``; extra ``rkdo[ray]``).
 
 Each cell is one ``ray.remote`` task asking for its ``cpus`` and ``gpus``
-(:func:`~rkdo.bench.executor_base.cell_resources`); Ray places it on a node with them free,
+(:func:`~rkdo.bench.executors.base.cell_resources`); Ray places it on a node with them free,
 and :func:`ray.wait` hands back whichever finishes first. Tasks are not retried by Ray
 (``max_retries=0``): a killed worker becomes an ``"error"`` record and the next ``rkdo bench``
 resumes the cell from its checkpoint, after reclaiming the dead worker's lease.
@@ -9,8 +9,8 @@ resumes the cell from its checkpoint, after reclaiming the dead worker's lease.
 The driver joins the cluster named by ``address`` (or ``RAY_ADDRESS``; ``"auto"`` for the
 cluster this node belongs to), or starts a one-machine cluster and shuts it down at the end.
 Every node needs this Python environment, and on a cluster of several nodes the store and the
-datasets must be on shared storage (:mod:`rkdo.bench.storage`). Ray is imported only when the
-executor is made.
+datasets must be on shared storage (:mod:`rkdo.bench.executors.storage`). Ray is imported only
+when the executor is made.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rkdo.bench.executor_base import (
+from rkdo.bench.executors.base import (
     MissingExtraError,
     Outcome,
     QueuedExecutor,
     cell_resources,
     run_job,
 )
+from rkdo.bench.executors.storage import check_shared
 from rkdo.bench.plan import Job
-from rkdo.bench.storage import check_shared
 
 __all__ = ["RayExecutor", "import_ray"]
 
@@ -51,6 +51,7 @@ class RayExecutor(QueuedExecutor):
     """
 
     where = "Ray"
+    summary = "Ray tasks; extra rkdo[ray]"
     poll_seconds = 0.0  # ray.wait itself waits
 
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,

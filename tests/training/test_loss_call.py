@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from rkdo.losses import IConLoss
-from rkdo.training import Objective, TrainConfig, build_loss
+from rkdo.training import LossCall, TrainConfig, build_loss
 
 B, D = 8, 5
 
@@ -35,37 +35,37 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
 )
 def test_each_config_gets_its_call(options: dict, call: str, needs_inputs: bool) -> None:
     config = TrainConfig(**options)
-    objective = Objective.for_config(build_loss(config, n_samples=B), config)
-    assert (objective.call, objective.needs_inputs) == (call, needs_inputs)
+    made = LossCall.for_config(build_loss(config, n_samples=B), config)
+    assert (made.call, made.needs_inputs) == (call, needs_inputs)
 
 
 def test_the_calls_equal_the_loss_called_by_hand() -> None:
     z1, z2, labels, view1 = _batch()
     pair = IConLoss()
-    assert torch.equal(Objective(pair)(z1, z2, labels=labels), pair(z1, z2, labels=labels))
+    assert torch.equal(LossCall(pair)(z1, z2, labels=labels), pair(z1, z2, labels=labels))
     config = TrainConfig(method="tsne", perplexity=3.0)
     single = build_loss(config, n_samples=B)
     by_hand = single(z1, labels=labels, inputs=view1.flatten(1))
-    objective = Objective.for_config(single, config)
-    assert torch.equal(objective(z1, z2, labels=labels, view1=view1), by_hand)
+    call = LossCall.for_config(single, config)
+    assert torch.equal(call(z1, z2, labels=labels, view1=view1), by_hand)
     config = TrainConfig(method="icon", recursion="temporal")
     temporal = build_loss(config, n_samples=2 * B).eval()  # eval: no teacher update
     index = torch.arange(B, 2 * B)
     by_hand = temporal(z1, z2, index=index, step=0, labels=labels)
-    got = Objective.for_config(temporal, config)(z1, z2, labels=labels, index=index, step=0)
+    got = LossCall.for_config(temporal, config)(z1, z2, labels=labels, index=index, step=0)
     assert torch.equal(got, by_hand)
 
 
 def test_missing_batch_facts_are_named() -> None:
     z1, z2, labels, _ = _batch()
     with pytest.raises(ValueError, match="needs view1"):
-        Objective(IConLoss(), "single", needs_inputs=True)(z1, z2, labels=labels)
+        LossCall(IConLoss(), "single", needs_inputs=True)(z1, z2, labels=labels)
     config = TrainConfig(method="icon", recursion="temporal")
-    temporal = Objective.for_config(build_loss(config, n_samples=B), config)
+    temporal = LossCall.for_config(build_loss(config, n_samples=B), config)
     with pytest.raises(ValueError, match="needs index"):
         temporal(z1, z2, labels=labels)
     with pytest.raises(ValueError, match="unknown loss call 'both'"):
-        Objective(IConLoss(), "both")
+        LossCall(IConLoss(), "both")
 
 
 def test_the_lightly_baseline_needs_no_dummy_form() -> None:
@@ -73,17 +73,17 @@ def test_the_lightly_baseline_needs_no_dummy_form() -> None:
     loss = build_loss(TrainConfig(method="lightly-ntxent"), n_samples=B)
     assert not hasattr(loss, "form")
     z1, z2, labels, _ = _batch()
-    assert torch.isfinite(Objective(loss)(z1, z2, labels=labels))
+    assert torch.isfinite(LossCall(loss)(z1, z2, labels=labels))
     with pytest.raises(ValueError, match="no teacher to record"):
-        Objective(loss).fields(z1, z2, labels, torch.arange(B), 0)
+        LossCall(loss).fields(z1, z2, labels, torch.arange(B), 0)
 
 
 @pytest.mark.parametrize("recursion", ["in-step", "temporal"])
 def test_fields_are_row_stochastic(recursion: str) -> None:
     config = TrainConfig(method="icon", recursion=recursion)
-    objective = Objective.for_config(build_loss(config, n_samples=B), config)
+    call = LossCall.for_config(build_loss(config, n_samples=B), config)
     z1, z2, labels, _ = _batch()
-    teacher, student = objective.fields(z1, z2, labels, torch.arange(B), 0)
+    teacher, student = call.fields(z1, z2, labels, torch.arange(B), 0)
     assert teacher.shape == student.shape == (B, B)
     torch.testing.assert_close(teacher.sum(-1), torch.ones(B))
     torch.testing.assert_close(student.sum(-1), torch.ones(B))

@@ -3,49 +3,42 @@
 One training step hands the loss the embeddings of the two views and what the batch knows:
 
     temporal     loss(z1, z2, index=I, step=t, labels=y)        (a teacher field across steps)
-    pair         loss(z1, z2, labels=y [, inputs=x])             (pair or symmetric form, lightly)
+    pair         loss(z1, z2, labels=y [, inputs=x | view1=v1, view2=v2])   (pair, symmetric)
     single       loss(z1, labels=y [, inputs=x])                 (one view: sne, tsne, kmeans)
 
-with ``x`` the flattened first view when the method's supervisory kernel needs inputs. The
-:class:`Objective` says which call a loss takes; the loop, the FLOP profiler
-(:mod:`rkdo.bench.flops`) and the field recorder all call losses through it.
-:func:`build_loss` builds the loss a config asks for (a preset of :mod:`rkdo.methods`, maybe
-wrapped in the temporal teacher, or the lightly baseline).
+with ``x`` the flattened first view when the method's supervisory kernel needs inputs, and the
+views' images when its loss runs a teacher network of its own (``needs`` of its entry). A
+:class:`LossCall` says which call a loss takes; the loop, the FLOP profiler
+(:mod:`rkdo.bench.flops`) and the field recorder all call losses through it. Both it and
+:func:`build_loss` (the loss a config asks for: an entry of :data:`rkdo.methods.METHODS`, maybe
+wrapped in the temporal teacher) read what they need from the method's registry entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from rkdo import distributed, methods
-from rkdo.bootstrap import ClassifierLoss
-from rkdo.ema_teacher import EMATeacherLoss
 from rkdo.neighbourhood import build_neighbourhood
 from rkdo.teacher import TemporalRKDOLoss
-from rkdo.training.baselines import LightlyNTXent
+from rkdo.training.config import TrainConfig
 
-if TYPE_CHECKING:
-    from rkdo.training.config import TrainConfig
+__all__ = ["CALLS", "CONFIG_OPTIONS", "LossCall", "build_loss"]
 
-__all__ = ["METHOD_CHOICES", "LABEL_NOISE_METHODS", "RECURSIONS", "CALLS", "Objective",
-           "build_loss"]
-
-LABEL_NOISE_METHODS = ("ce", "ce-bootstrap-soft", "ce-bootstrap-hard", "supcon-ema")
-"""Losses with their own teacher, for the label-noise study: a classifier head's cross-entropy,
-plain or bootstrapped (:mod:`rkdo.bootstrap`, ``alpha`` the prediction's weight), and SupCon with
-an EMA teacher (:mod:`rkdo.ema_teacher`, ``alpha`` the teacher's weight). They take labels."""
-
-METHOD_CHOICES = (*methods.names(), "lightly-ntxent", *LABEL_NOISE_METHODS)
-RECURSIONS = ("auto", "none", "in-step", "temporal", "temporal+in-step")
 CALLS = ("temporal", "pair", "single")
+CONFIG_OPTIONS = {"temperature": "temperature", "perplexity": "perplexity",
+                  "n_clusters": "n_clusters", "dim": "embedding_dim", "alpha": "alpha",
+                  "momentum": "ema_momentum"}
+"""A method's option -> the TrainConfig field that sets it (options without a field, such as
+``dof``, keep the method's default; a field left ``None`` too)."""
 
 
 @dataclass(frozen=True)
-class Objective:
+class LossCall:
     """A loss and the way it is called on a batch (see the module docstring).
 
     Attributes:
@@ -65,15 +58,14 @@ class Objective:
             raise ValueError(f"unknown loss call {self.call!r}; choose one of: {', '.join(CALLS)}")
 
     @classmethod
-    def for_config(cls, loss: nn.Module, config: TrainConfig) -> Objective:
+    def for_config(cls, loss: nn.Module, config: TrainConfig) -> LossCall:
         """How ``config``'s loss (built by :func:`build_loss`) is called."""
-        method = methods.METHODS.get(config.method)
+        method = config.method_entry()
         if config.resolved_recursion().startswith("temporal"):
             return cls(loss, "temporal")
-        form = config.form or (method.form if method is not None else "pair")
-        needs_inputs = method is not None and "inputs" in method.needs
-        return cls(loss, "single" if form == "single" else "pair", needs_inputs,
-                   bool(getattr(loss, "needs_views", False)))
+        form = config.form or method.form
+        return cls(loss, "single" if form == "single" else "pair", "inputs" in method.needs,
+                   "views" in method.needs)
 
     def __call__(
         self,
@@ -131,23 +123,14 @@ def build_loss(config: TrainConfig, n_samples: int, total_steps: int = 1) -> nn.
     """The loss module ``config`` asks for (a preset of :mod:`rkdo.methods`, maybe temporal)."""
     recursion = config.resolved_recursion()
     distributed_run = distributed.is_distributed()
-    if config.method in LABEL_NOISE_METHODS:
+    method = config.method_entry()
+    options: dict[str, Any] = {
+        option: getattr(config, CONFIG_OPTIONS[option]) for option in method.options
+        if option in CONFIG_OPTIONS and getattr(config, CONFIG_OPTIONS[option]) is not None}
+    if method.outside:
         if recursion != "none":
-            raise ValueError(f"{config.method} has its own teacher: use --recursion none/auto")
-        return _label_noise_loss(config)
-    if config.method == "lightly-ntxent":
-        if recursion != "none":
-            raise ValueError("lightly-ntxent is an outside baseline: use --recursion none/auto")
-        return LightlyNTXent(config.temperature, gather_distributed=distributed_run)
-    method = methods.METHODS[config.method]
-    options: dict[str, Any] = {}
-    if "temperature" in method.options:
-        options["temperature"] = config.temperature
-    if "perplexity" in method.options:
-        options["perplexity"] = config.perplexity
-    if "n_clusters" in method.options:
-        options["n_clusters"] = config.n_clusters or 10
-        options["dim"] = config.embedding_dim
+            raise ValueError(f"{config.method} {method.outside}: use --recursion none/auto")
+        return methods.get(config.method, gather_distributed=distributed_run, **options)
     in_step = recursion in ("in-step", "temporal+in-step")
     if in_step:
         options.update(alpha=config.alpha, depth=config.depth, beta=config.beta,
@@ -155,6 +138,9 @@ def build_loss(config: TrainConfig, n_samples: int, total_steps: int = 1) -> nn.
     if not recursion.startswith("temporal"):
         return methods.get(config.method, recursive=in_step, debias=config.debias,
                            form=config.form, gather_distributed=distributed_run, **options)
+    if method.temporal is None:
+        raise ValueError(f"method {config.method!r} has no temporal form; use --recursion "
+                         "none or in-step")
     inner = methods.get(config.method, recursive=True, debias=0.0, form=config.form,
                         gather_distributed=distributed_run, **options) if in_step else None
     return TemporalRKDOLoss(
@@ -166,18 +152,7 @@ def build_loss(config: TrainConfig, n_samples: int, total_steps: int = 1) -> nn.
         temperature=config.temperature,
         beta=config.beta,
         debias=config.debias if config.debias is not None else method.debias,
-        supervisory="labels" if config.method == "supcon" else "augmentation",
+        supervisory=method.temporal,
         in_step=inner,
         gather_distributed=distributed_run,
     )
-
-
-def _label_noise_loss(config: TrainConfig) -> nn.Module:
-    """The loss of one of :data:`LABEL_NOISE_METHODS` (its head or teacher comes at attach)."""
-    if config.method == "supcon-ema":
-        return EMATeacherLoss(config.alpha, config.ema_momentum, config.temperature)
-    if config.method == "ce":
-        return ClassifierLoss(config.embedding_dim, temperature=config.temperature)
-    mode = config.method.removeprefix("ce-bootstrap-")
-    return ClassifierLoss(config.embedding_dim, alpha=config.alpha, mode=mode,
-                          temperature=config.temperature)

@@ -17,15 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rkdo.bench.executor_base import (
+from rkdo.bench.executors.base import (
     MissingExtraError,
     Outcome,
     QueuedExecutor,
     cell_resources,
     run_job,
 )
+from rkdo.bench.executors.storage import check_shared
 from rkdo.bench.plan import Job
-from rkdo.bench.storage import check_shared
 
 __all__ = ["SubmititExecutor", "JOBS_DIR", "import_submitit"]
 
@@ -51,6 +51,8 @@ class SubmititExecutor(QueuedExecutor):
         cluster: ``"slurm"``, ``"local"`` or ``None`` (Slurm if ``sbatch`` is found, else local).
         parameters: submitit parameters for every job (``{"slurm_partition": "gpu"}``).
     """
+
+    summary = "Slurm jobs; extra rkdo[slurm]"
 
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,
                  resources: dict[str, Any] | None = None, cluster: str | None = None,

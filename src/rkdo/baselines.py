@@ -1,9 +1,13 @@
 """Outside references: other libraries' losses behind the same call as ours.
 
-``lightly-ntxent`` is lightly's ``NTXentLoss`` (SimCLR's normalised-temperature cross-entropy,
-symmetric over the 2B views), so ``rkdo train`` and ``rkdo bench`` can put the library users
-already know beside I-Con and RKDO with the same encoder, augmentations and budget. Needs
-``pip install rkdo[baselines]``.
+``lightly-ntxent`` is lightly's ``NTXentLoss`` (SimCLR's normalised-temperature cross-entropy
+over the 2B views), so ``rkdo train`` and ``rkdo bench`` can put the library users already
+know beside I-Con and RKDO with the same encoder, augmentations and budget. For the 2B
+embeddings ``z`` (view 1 then view 2) and ``j(i)`` the other view of sample ``i``:
+
+    L = -1/(2B) sum_i log( exp(cos(z_i, z_j(i)) / tau) / sum_{k != i} exp(cos(z_i, z_k) / tau) )
+
+Needs ``pip install rkdo[baselines]``; the preset ``simclr`` computes the same number.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ __all__ = ["LightlyNTXent"]
 
 
 class LightlyNTXent(nn.Module):
-    """lightly's ``NTXentLoss(temperature)``, called as ``loss(z1, z2)``."""
+    """lightly's ``NTXentLoss(temperature)``, called as ``loss(z1, z2)`` (other facts ignored)."""
 
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__()
