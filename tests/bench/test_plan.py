@@ -66,3 +66,22 @@ def test_the_recipe_grid_plans_the_recipe_at_width_16_with_both_floors() -> None
     assert {(c["width"], c["temperature"], c["crop_scale"], c["lr_schedule"]) for c in configs} \
         == {(16, 0.2, 0.4, "none")}
     assert {c["eval_epochs"] == [1, 2] and c["epochs"] == 4 for c in configs} == {True}
+
+
+def test_a_jobs_config_is_parsed_once_when_the_job_is_made(monkeypatch) -> None:
+    import dataclasses
+
+    from rkdo.training import TrainConfig
+
+    jobs = bench.plan(bench.load_grid("digits-smoke"), validate=False)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a job's config was parsed again")
+
+    monkeypatch.setattr(TrainConfig, "from_dict", classmethod(refuse))
+    for job in jobs:
+        settings = job.train_config  # no parsing here, nor anywhere a job is run
+        if job.kind != "profile":
+            assert dataclasses.asdict(settings) == job.config
+        else:
+            assert settings.resolved_image_size() == 8  # digits

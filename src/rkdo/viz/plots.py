@@ -277,7 +277,7 @@ def plot_run_embedding(
         chosen = chosen[:max_points].sort().values
         images, labels = images[chosen], labels[chosen]
     features = extract_features(run.model, images, projection=projection,
-                                image_size=run.config.image_size)
+                                image_size=run.config.resolved_image_size())
     points = embed_2d(features.cpu().numpy(), method, perplexity=perplexity, steps=steps,
                       seed=seed)
     kind = "projection" if projection else "backbone"
