@@ -18,10 +18,12 @@ from rkdo.viz.kaleidoscope import (
 def _expected_edge_color(fields, frame: int, i: int, j: int, n: int) -> np.ndarray:
     from matplotlib import colormaps
 
-    p, q = fields.teacher, fields.student
     off = ~np.eye(n, dtype=bool)
-    terms = (p * np.log(p / q))[:, off]
-    limit = np.quantile(np.abs(terms), 0.995)
+    # rows conditioned on j != i: the diagonal removed, each row renormalised
+    p, q = (np.where(off, f, 0) / np.where(off, f, 0).sum(-1, keepdims=True)
+            for f in (fields.teacher, fields.student))
+    terms = (p[:, off] * np.log(p[:, off] / q[:, off]))
+    limit = np.quantile(np.abs(terms), 0.98)
     term = p[frame, i, j] * np.log(p[frame, i, j] / q[frame, i, j])
     value = np.clip((term / limit + 1) / 2, 0, 1)
     return np.round(255 * np.array(colormaps["coolwarm"](value)[:3]))
@@ -81,11 +83,15 @@ def test_split_view_draws_teacher_widths_on_the_right_with_label_colours(
     kaleidoscope.update(0)
     student_width = np.sort(kaleidoscope.panels[0]["edges"].get_linewidths())
     teacher_width = np.sort(kaleidoscope.panels[1]["edges"].get_linewidths())
-    scale = 5.0 / 0.6  # max_width / largest off-diagonal entry of p or q
-    np.testing.assert_allclose(student_width,
-                               np.sort(np.tile(circulant.STUDENT_ROW[1:], n)) * scale)
-    np.testing.assert_allclose(teacher_width,
-                               np.sort(np.tile(circulant.TEACHER_ROWS[0][1:], n)) * scale)
+    # widths: the rows conditioned on j != i (without the anchor's own mass)
+    student_row = circulant.STUDENT_ROW[1:] / circulant.STUDENT_ROW[1:].sum()
+    teacher_rows = [row[1:] / row[1:].sum() for row in circulant.TEACHER_ROWS]
+    scale = 5.0 / max(student_row.max(), *(row.max() for row in teacher_rows))
+    np.testing.assert_allclose(student_width, np.sort(np.tile(student_row, n)) * scale)
+    np.testing.assert_allclose(teacher_width, np.sort(np.tile(teacher_rows[0], n)) * scale)
+    # node areas: the mass on the anchor itself, q(i|i) = 0.3 left, p(i|i) = 0.2 right
+    np.testing.assert_allclose(kaleidoscope.panels[0]["nodes"].get_sizes(), 40 + 500 * 0.3)
+    np.testing.assert_allclose(kaleidoscope.panels[1]["nodes"].get_sizes(), 40 + 500 * 0.2)
     assert widths  # the collections exist in both panels
 
 

@@ -13,6 +13,7 @@ from rkdo.viz.layout import (
     frame_indices,
     kl_terms,
     select_nodes,
+    without_self,
 )
 
 
@@ -66,10 +67,14 @@ def test_edge_terms_are_the_kl_terms_and_the_mean_is_the_kl(circulant) -> None:
     layout = Layout.from_fields(fields)
     p, q = fields.teacher, fields.student
     off = ~np.eye(circulant.N, dtype=bool)
-    np.testing.assert_allclose(layout.kl_terms, (p * np.log(p / q))[:, off], atol=1e-15)
+    # edges: the rows conditioned on j != i; the mean KL: the whole rows
+    po, qo = (np.where(off, f, 0) / np.where(off, f, 0).sum(-1, keepdims=True) for f in (p, q))
+    terms = po[:, off] * np.log(po[:, off] / qo[:, off])
+    np.testing.assert_allclose(layout.kl_terms, terms, atol=1e-15)
     np.testing.assert_allclose(layout.mean_kl, (p * np.log(p / q)).sum(-1).mean(-1), rtol=1e-12)
-    np.testing.assert_allclose(layout.kl_limit,
-                               np.quantile(np.abs((p * np.log(p / q))[:, off]), 0.995))
+    np.testing.assert_allclose(layout.kl_limit, np.quantile(np.abs(terms), 0.98))
+    np.testing.assert_allclose(layout.self_p, p[:, 0, 0][:, None].repeat(circulant.N, 1))
+    np.testing.assert_allclose(layout.self_q, q[:, 0, 0][:, None].repeat(circulant.N, 1))
     # p = 0 contributes nothing, q = 0 under p > 0 is infinite
     np.testing.assert_array_equal(kl_terms(np.array([0.0, 0.5]), np.array([0.0, 0.0])),
                                   [0.0, np.inf])
@@ -93,8 +98,30 @@ def test_subset_of_probes_is_renormalised_per_row() -> None:
     teacher = rng.dirichlet(np.ones(9), size=(3, 9))
     student = rng.dirichlet(np.ones(9), size=(3, 9))
     layout = Layout.from_fields(Fields(teacher, student, np.arange(3)), nodes=5)
-    block = teacher[:, :5, :5]
+    block = teacher[:, layout.nodes][:, :, layout.nodes]
     np.testing.assert_allclose(layout.teacher, block / block.sum(-1, keepdims=True))
+
+
+def test_a_large_recording_draws_the_most_differing_anchors_and_few_edges() -> None:
+    """A real run's kaleidoscope drew identical panels and every pair as a hairball: anchors
+    are now chosen where teacher and student differ, and only each node's heaviest edges."""
+    rng = np.random.default_rng(0)
+    n, labels = 30, np.arange(30) % 3
+    student = rng.dirichlet(np.ones(n), size=(2, n))
+    teacher = student.copy()
+    differ = [3, 4, 6, 7, 11, 20]  # two per class differ; the rest have p = q
+    teacher[:, differ] = rng.dirichlet(np.ones(n), size=(2, len(differ)))
+    layout = Layout.from_fields(Fields(teacher, student, np.arange(2), labels), nodes=6)
+    np.testing.assert_array_equal(np.sort(layout.nodes), differ)
+    assert layout.mean_kl.min() > 0
+    many = Layout.from_fields(Fields(teacher, student, np.arange(2), labels), nodes=12)
+    assert len(many.edge_src) == 12 * 3  # three edges per node, not 12 * 11
+    expected = np.maximum(many.edge_teacher, many.edge_student).max(0)
+    for node in range(12):
+        weights = np.maximum(without_self(many.teacher), without_self(many.student)).max(0)[node]
+        weights[node] = -1
+        assert set(many.edge_dst[many.edge_src == node]) == set(np.argsort(-weights)[:3])
+    assert expected.min() > 0
 
 
 def test_frames_are_evenly_spaced_with_both_ends() -> None:

@@ -17,8 +17,8 @@ def test_read_metrics_and_curves_png(tmp_path, fake_run, pixels) -> None:
     assert [r["linear_probe"] for r in evaluation] == pytest.approx([0.6, 0.65])
     out = plot_curves(runs, tmp_path / "curves.png", dpi=100)
     image = np.asarray(Image.open(out).convert("RGB"))
-    # loss + 4 metrics in 3 columns, 2 rows of 4.6 x 3.4 inches
-    assert image.shape == (round(2 * 3.4 * 100), round(3 * 4.6 * 100), 3)
+    # loss + 4 metrics in 3 columns of 2.4 inches (a page's width), 2 rows
+    assert image.shape == (round((2 * 2.42 + 0.5) * 100), round((3 * 2.4 + 0.4) * 100), 3)
     for color in ("#1f77b4", "#ff7f0e"):  # C0 and C1: one line per run
         assert np.all(np.abs(image.astype(int) - pixels.rgb(color)) <= 40, axis=-1).sum() > 300
     with pytest.raises(ValueError, match="available"):
@@ -61,9 +61,9 @@ def test_embedding_map_and_plot(tmp_path, pixels) -> None:
     points = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])[labels] + rng.normal(size=(60, 2))
     out = plot_embedding(points, labels, tmp_path / "map.png", title="test", dpi=100)
     image = np.asarray(Image.open(out).convert("RGB"))
-    assert image.shape == (round(5.6 * 100), round(6.4 * 100), 3)
+    assert image.shape == (round(4.2 * 100), round(5.6 * 100), 3)
     for color in ("#1f77b4", "#ff7f0e", "#2ca02c"):
-        drawn = 0.8 * pixels.rgb(color) + 0.2 * 255  # alpha 0.8 over white
+        drawn = 0.9 * pixels.rgb(color) + 0.1 * 255  # alpha 0.9 (60 points) over white
         assert np.all(np.abs(image.astype(int) - drawn) <= 20, axis=-1).sum() > 100
 
 
@@ -83,3 +83,61 @@ def test_tsne_map_has_a_lower_tsne_objective_than_the_pca_map() -> None:
     mapped = embed_2d(features, "tsne", perplexity=8, steps=150)
     best_pca = min(objective(pca * scale) for scale in np.logspace(-3, 2, 11))
     assert objective(mapped) < 0.8 * best_pca  # better than the PCA map at any scale
+
+
+def _one_evaluation(run) -> None:
+    """Keep one evaluation line (with its timing) in a fake run's log."""
+    import json
+
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in lines if r.get("kind") == "eval"]
+    kept = [r for r in lines if r.get("kind") != "eval"] + [{**evals[-1], "eval_seconds": 9.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def test_runs_evaluated_once_get_a_few_panels_of_points_and_no_timings(tmp_path,
+                                                                      fake_run) -> None:
+    """`rkdo viz curves` drew 9 panels of single dots, eval_seconds among them, for runs that
+    were evaluated once; now: the loss, one panel of scores, one of losses, display names."""
+    from rkdo.viz import plots
+
+    runs = [fake_run(tmp_path / name, seed=seed) for seed, name in enumerate(("a", "b"))]
+    for run in runs:
+        _one_evaluation(run)
+    logs = [read_metrics(run) for run in runs]
+    metrics = plots._metric_names([evaluation for _, evaluation in logs])
+    assert "eval_seconds" not in metrics and "images_per_s" not in metrics
+    with pytest.raises(ValueError, match="available"):
+        plot_curves(runs, tmp_path / "x.png", metrics=["eval_seconds"])
+    figure = plots._curves_figure(logs, ["a", "b"], metrics, False, 100)
+    visible = [ax for ax in figure.axes if ax.axison]
+    assert len(visible) == 3
+    scores = visible[1]
+    assert [t.get_text() for t in scores.get_yticklabels()] == ["linear probe", "20-NN",
+                                                                 "k-means NMI"]
+    assert [t.get_text() for t in visible[2].get_yticklabels()] == ["held-out I-Con loss"]
+    assert all(ax.get_xlabel() for ax in visible)
+    # PNG at 200 dpi by default
+    out = plot_curves(runs, tmp_path / "c.png")
+    assert round(Image.open(out).info["dpi"][0]) == 200
+
+
+def test_embedding_markers_shrink_with_n_and_classes_get_their_names(tmp_path,
+                                                                     monkeypatch) -> None:
+    from rkdo.viz import plots
+
+    sizes = [plots.marker_style(n) for n in (100, 2000, 70_000)]
+    assert sizes[0][0] > sizes[1][0] > sizes[2][0] >= 0.5
+    assert sizes[0][1] >= sizes[1][1] > sizes[2][1] >= 0.15
+    captured = {}
+    monkeypatch.setattr(plots, "_save_png", lambda figure, out: captured.setdefault("f", figure))
+    rng = np.random.default_rng(0)
+    plot_embedding(rng.normal(size=(50, 2)), np.arange(50) % 3, tmp_path / "m.png",
+                   class_names=["T-shirt/top", "Trouser", "Pullover"])
+    ax = captured["f"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["T-shirt/top", "Trouser",
+                                                                   "Pullover"]
+    assert ax.collections[0].get_sizes()[0] == pytest.approx(plots.marker_style(50)[0])
+    with pytest.raises(ValueError, match="class_names has 2 names"):
+        plot_embedding(rng.normal(size=(6, 2)), np.arange(6) % 3, tmp_path / "m.png",
+                       class_names=["a", "b"])

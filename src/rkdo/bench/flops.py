@@ -245,11 +245,13 @@ def time_verdict(profile: StepProfile, reference: StepProfile) -> str:
     if not (reference.median_step_seconds > 0 and profile.median_step_seconds > 0):
         return "--"
     change = f"{(profile.median_step_seconds / reference.median_step_seconds - 1) * 100:+.1f}%"
+    if profile is reference:
+        return change
     ranges = [(p.min_step_seconds, p.max_step_seconds) for p in (profile, reference)]
     if any(math.isnan(low) or math.isnan(high) for low, high in ranges):
         return change + " (no spread recorded)"
     (low, high), (ref_low, ref_high) = ranges
-    if profile is not reference and (low <= ref_high and ref_low <= high):
+    if low <= ref_high and ref_low <= high:
         return change + " (within the spread)"
     return change
 

@@ -17,7 +17,7 @@ import time
 from rkdo._validation import check_positive
 from rkdo.fields import load_fields, save_fields
 from rkdo.viz.kaleidoscope import Kaleidoscope
-from rkdo.viz.plots import plot_curves, plot_run_embedding
+from rkdo.viz.plots import DPI, plot_curves, plot_run_embedding
 from rkdo.viz.simulate import simulate
 
 __all__ = ["add_parser"]
@@ -118,7 +118,7 @@ def _add_kaleidoscope(sub: argparse._SubParsersAction) -> None:
                    help=f"number of frames (default: {_SIMULATED_FRAMES} simulated; all recorded "
                         "ones for --run, else evenly spaced)")
     k.add_argument("--fps", type=_positive_float, default=10.0, help="frames per second")
-    k.add_argument("--dpi", type=_positive_float, default=100.0,
+    k.add_argument("--dpi", type=_positive_float, default=150.0,
                    help="resolution (the split view is 13 x 7 inches)")
     k.add_argument("--cmap", default="coolwarm",
                    help="matplotlib colormap of the KL terms (a diverging one)")
@@ -170,7 +170,7 @@ def _add_curves(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--names", nargs="+", default=None,
                    help="legend names, one per run (default: directory names)")
     c.add_argument("--log-loss", action="store_true", help="logarithmic loss axis")
-    c.add_argument("--dpi", type=_positive_float, default=100.0, help="resolution")
+    c.add_argument("--dpi", type=_positive_float, default=DPI, help="resolution (dots per inch)")
     c.set_defaults(func=_cmd_curves)
 
 
@@ -197,7 +197,7 @@ def _add_embedding(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--steps", type=int, default=300, help="t-SNE optimisation steps")
     e.add_argument("--seed", type=int, default=0, help="random seed")
     e.add_argument("--device", default="cpu", help="device for the encoder")
-    e.add_argument("--dpi", type=_positive_float, default=100.0, help="resolution")
+    e.add_argument("--dpi", type=_positive_float, default=DPI, help="resolution (dots per inch)")
     e.set_defaults(func=_cmd_embedding)
 
 

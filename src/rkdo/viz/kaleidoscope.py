@@ -1,13 +1,17 @@
 """The RKDO kaleidoscope: teacher and student neighbourhood fields drawn as an animated star graph.
 
 Each frame shows ``n`` anchors on a circle (geometry: :mod:`rkdo.viz.layout`). In the student
-panel the edge ``i -> j`` has line width proportional to ``q(j|i)`` (``p(j|i)`` in the teacher
-panel of the split view) and the colour of its KL term ``p(j|i) log(p(j|i) / q(j|i))`` on a
-diverging colormap: red where the teacher puts more mass than the student, blue where less. In
+panel the edge ``i -> j`` has line width proportional to ``q(j|i, j != i)`` (``p(j|i, j != i)``
+in the teacher panel of the split view) and the colour of its KL term
+``p log(p / q)`` on a diverging colormap: red where the teacher puts more mass than the student,
+blue where less. A node's area grows with the mass on the anchor itself, ``q(i|i)`` (student
+panel) or ``p(i|i)`` (teacher panel): where a trained teacher and student differ most. A large
+recording draws the most-differing anchors and only each node's heaviest edges. In
 each node's petal the red dot is the teacher ``p(.|i)``, the blue dot the student ``q(.|i)``
 (restricted to the three petal neighbours), a dashed line joins them, and from the student dot
 a purple arrow shows ``p - q`` and a green one the natural direction ``F_q^-1 (p - q)``. The
-diagonal ``p(i|i), q(i|i)`` (an anchor with its own other view, in the pair form) is not drawn.
+diagonal ``p(i|i), q(i|i)`` (an anchor with its own other view, in the pair form) is the nodes'
+size, not an edge.
 
 The figure is built once with matplotlib's object API (``Figure`` on an Agg canvas, never
 ``pyplot``) and only the artists that change are redrawn for each frame over a cached
@@ -45,6 +49,7 @@ STUDENT_COLOR = "#2f80ff"
 EUCLIDEAN_COLOR = "#b45cff"
 NATURAL_COLOR = "#22c55e"
 _DYNAMIC = ("edges", "link", "euclidean", "natural", "p", "q", "nodes")  # in drawing order
+_NODE_AREA = (40.0, 500.0)  # points^2 at self mass 0, and added per unit of self mass
 
 THEMES: dict[str, dict[str, str]] = {
     "dark": {"background": "#0d1117", "foreground": "#e6edf3", "petal": "#1c2430",
@@ -134,7 +139,7 @@ class Kaleidoscope:
         node_colors: Any = theme["node"]
         if layout.labels is not None:
             node_colors = [colormaps["tab10"](int(c) % 10) for c in layout.labels]
-        artists["nodes"] = ax.scatter(layout.node_xy[:, 0], layout.node_xy[:, 1], s=90,
+        artists["nodes"] = ax.scatter(layout.node_xy[:, 0], layout.node_xy[:, 1], s=_NODE_AREA[0],
                                       c=node_colors, edgecolors=theme["foreground"],
                                       linewidths=1.0, zorder=6)
         artists["link"] = LineCollection(np.zeros((len(layout.nodes), 2, 2)),
@@ -191,7 +196,8 @@ class Kaleidoscope:
         foreground = self.theme["foreground"]
         colorbar = self.figure.colorbar(ScalarMappable(self._norm, self._cmap),
                                         cax=self.figure.add_axes(box))
-        colorbar.set_label(r"edge KL term $p(j|i)\,\log\,(p(j|i)\,/\,q(j|i))$", color=foreground)
+        colorbar.set_label(r"edge KL term $p(j|i)\,\log\,(p(j|i)\,/\,q(j|i))$, $j \neq i$",
+                           color=foreground)
         colorbar.ax.tick_params(colors=foreground, labelsize=8)
         colorbar.outline.set_edgecolor(foreground)
 
@@ -206,6 +212,8 @@ class Kaleidoscope:
             Line2D([], [], color=EUCLIDEAN_COLOR, lw=2.5, label=r"Euclidean $p - q$"),
             Line2D([], [], color=NATURAL_COLOR, lw=2.5, label=r"natural $F_q^{-1}(p - q)$"),
             Line2D([], [], color=foreground, lw=3, label="edge i→j: left side of the chord"),
+            Line2D([], [], ls="", marker="o", ms=9, color=foreground,
+                   label=r"node area: $q(i|i)$, $p(i|i)$"),
         ]
         legend = self.figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=9,
                                     frameon=False, bbox_to_anchor=(0.45, 0.0))
@@ -243,6 +251,8 @@ class Kaleidoscope:
                 artists[key].set_UVC(vectors[frame][:, 0], vectors[frame][:, 1])
             artists["p"].set_offsets(layout.p_xy[frame])
             artists["q"].set_offsets(layout.q_xy[frame])
+            own = (layout.self_q if name == "student" else layout.self_p)[frame]
+            artists["nodes"].set_sizes(_NODE_AREA[0] + _NODE_AREA[1] * own)
         self.counter.set_text(
             f"t = {int(layout.steps[frame])}\nKL(p||q) = {layout.mean_kl[frame]:.3f}"
         )

@@ -2,7 +2,10 @@
 
 ``plot_curves`` reads each run directory's ``metrics.jsonl`` (training lines: ``step``, ``loss``;
 evaluation lines: ``"kind": "eval"``, ``step`` and metric values) and draws the training loss and
-every evaluation metric against the step, one panel per quantity, one line per run.
+every evaluation metric against the step, one panel per quantity, one line per run. Timings
+(``eval_seconds``, ...) are not metrics and are not drawn. Runs evaluated once have no curve to
+draw: their metrics become one panel of points per scale (accuracies, losses), one row per
+metric, instead of a panel of a single dot per metric.
 
 ``embed_2d`` maps features to the plane, by PCA (scikit-learn) or by exact t-SNE, I-Con's
 neighbour-embedding row (:class:`rkdo.estimators.NeighbourEmbedding`: joint perplexity-calibrated
@@ -10,11 +13,14 @@ Gaussian P, Student-t Q over all pairs, early exaggeration, momentum and gains),
 
     KL(P || Q) = sum_{i != j} p_ij log(p_ij / q_ij),   q_ij ∝ (1 + |y_i - y_j|^2)^-1,
 
-from the PCA map. ``plot_embedding`` scatters the map coloured by label;
-``plot_run_embedding`` does all three for a trained run's test images.
+from the PCA map. ``plot_embedding`` scatters the map coloured by label, with class names where
+they are known, and marker area and opacity that shrink with the number of points ``n``
+(:func:`marker_style`) so 70,000 points do not smear into blots; ``plot_run_embedding`` does all
+three for a trained run's test images.
 
-Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn;
-PNG files are written atomically.
+Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn,
+display names for metrics, labelled axes and a legend clear of the data; they are written at
+:data:`DPI` dots per inch (a page column is ~3.5 inches wide), atomically.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ from rkdo.evaluation import FULL_METRICS, PAPER_METRICS, extract_features
 from rkdo.training import EVAL_FILE, METRICS_FILE, load_run
 
 __all__ = [
+    "DPI",
+    "DISPLAY_NAMES",
     "EMBEDDING_METHODS",
+    "marker_style",
     "read_metrics",
     "plot_curves",
     "embed_2d",
@@ -43,8 +52,28 @@ __all__ = [
 
 # metrics shown first, in this order; any other numeric evaluation key follows, sorted
 _ORDER = FULL_METRICS + PAPER_METRICS
-_NOT_METRICS = {"kind", "epoch", "step"}
+_NOT_METRICS = {"kind", "epoch", "step", "images_per_s", "samples_per_s", "lr"}
 EMBEDDING_METHODS = ("pca", "tsne")
+DPI = 200.0
+DISPLAY_NAMES = {
+    "linear_probe": "linear probe", "knn_acc_20": "20-NN", "knn_acc_200": "200-NN",
+    "nmi": "k-means NMI", "ari": "k-means ARI", "cluster_acc": "k-means accuracy",
+    "neighbourhood_acc_5": "5-NN neighbourhood acc.",
+    "heldout_icon_loss": "held-out I-Con loss", "paper_linear_probe": "linear eval (paper)",
+    "paper_nmi": "NMI (paper)", "paper_ari": "ARI (paper)",
+    "paper_neighbourhood_acc_5": "5-NN neighbourhood (paper)",
+}
+"""How a metric is named on a figure (any other metric: its key with spaces)."""
+_STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+          "xtick.labelsize": 8, "ytick.labelsize": 8}
+
+
+def _display(metric: str) -> str:
+    return DISPLAY_NAMES.get(metric, metric.replace("_", " "))
+
+
+def _is_loss(metric: str) -> bool:
+    return "loss" in metric
 
 
 def _is_number(value: Any) -> bool:
@@ -81,7 +110,7 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
 
 def _metric_names(evaluations: list[list[dict[str, Any]]]) -> list[str]:
     seen = {key for rows in evaluations for row in rows for key, value in row.items()
-            if key not in _NOT_METRICS and _is_number(value)}
+            if key not in _NOT_METRICS and not key.endswith("_seconds") and _is_number(value)}
     return [m for m in _ORDER if m in seen] + sorted(seen - set(_ORDER))
 
 
@@ -99,7 +128,7 @@ def plot_curves(
     metrics: list[str] | None = None,
     names: list[str] | None = None,
     log_loss: bool = False,
-    dpi: float = 100.0,
+    dpi: float = DPI,
 ) -> Path:
     """Training loss and evaluation metrics of one or more runs on one PNG.
 
@@ -130,41 +159,102 @@ def plot_curves(
     return _save_png(_curves_figure(logs, names, metrics, log_loss, dpi), out)
 
 
-def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
-                   names: list[str], metrics: list[str], log_loss: bool, dpi: float) -> Any:
-    """The loss panel and one panel per metric, three to a row, one line per run."""
+def _figure(width: float, height: float, dpi: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    panels = ["loss", *metrics]
-    columns = min(3, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    figure = Figure(figsize=(4.6 * columns, 3.4 * rows), dpi=dpi, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    colors = [f"C{i % 10}" for i in range(len(logs))]
-    for name, color, (train, evaluation) in zip(names, colors, logs, strict=True):
-        if train:
-            axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
-                         label=name, lw=1.2)
-        for ax, metric in zip(axes[1:], metrics, strict=False):
-            points = [(r["step"], r[metric]) for r in evaluation if _is_number(r.get(metric))]
-            if points:
-                steps, values = zip(*points, strict=True)
-                ax.plot(steps, values, color=color, marker="o", ms=4, lw=1.2, label=name)
-    axes[0].set_title("training loss (each run's own objective)", fontsize=10)
-    axes[0].set_ylabel("loss")
-    if log_loss:
-        axes[0].set_yscale("log")
-    for ax, metric in zip(axes[1:], metrics, strict=False):
-        ax.set_title(metric, fontsize=10)
-    for ax in axes[: len(panels)]:
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_axis_off()
-    axes[0].legend(fontsize=8)
     return figure
+
+
+def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+                   names: list[str], metrics: list[str], log_loss: bool, dpi: float) -> Any:
+    """The loss panel and the metrics' panels (module docstring), one colour per run."""
+    from matplotlib import rc_context
+
+    with rc_context(_STYLE):
+        once = all(len(evaluation) <= 1 for _, evaluation in logs)
+        groups = ([[m for m in metrics if not _is_loss(m)], [m for m in metrics if _is_loss(m)]]
+                  if once else [[m] for m in metrics])
+        groups = [group for group in groups if group]
+        panels = 1 + len(groups)
+        columns = min(3, panels)
+        rows = math.ceil(panels / columns)
+        tall = max((len(g) for g in groups), default=1) if once else 1
+        figure = _figure(2.4 * columns + 0.4, (2.3 + 0.12 * tall) * rows + 0.5, dpi)
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
+        colors = [f"C{i % 10}" for i in range(len(logs))]
+        _loss_panel(axes[0], logs, names, colors, log_loss)
+        for ax, group in zip(axes[1:], groups, strict=False):
+            if once:
+                _final_panel(ax, logs, names, colors, group)
+            else:
+                _metric_panel(ax, logs, names, colors, group[0])
+        for ax in axes[panels:]:
+            ax.set_axis_off()
+        handles, labels = axes[0].get_legend_handles_labels()
+        if not handles:
+            for ax in axes[1:panels]:
+                handles, labels = ax.get_legend_handles_labels()
+                if handles:
+                    break
+        if handles:
+            figure.legend(handles, labels, loc="outside lower center", frameon=False,
+                          ncol=max(1, min(len(labels), int(figure.get_figwidth() / 1.4))))
+    return figure
+
+
+def _loss_panel(ax: Any, logs: list[Any], names: list[str], colors: list[str],
+                log_loss: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for name, color, (train, _) in zip(names, colors, logs, strict=True):
+        if train:
+            ax.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
+                    label=name, lw=1.2)
+    ax.set_title("training loss (each run's own objective)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if log_loss:
+        ax.set_yscale("log")
+
+
+def _metric_panel(ax: Any, logs: list[Any], names: list[str], colors: list[str],
+                  metric: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for name, color, (_, evaluation) in zip(names, colors, logs, strict=True):
+        points = [(r["step"], r[metric]) for r in evaluation if _is_number(r.get(metric))]
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, color=color, marker="o", ms=4, lw=1.2, label=name)
+    ax.set_title(_display(metric))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss" if _is_loss(metric) else "score (test)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def _final_panel(ax: Any, logs: list[Any], names: list[str], colors: list[str],
+                 metrics: list[str]) -> None:
+    """Runs evaluated once: one row per metric, one point per run (dodged vertically)."""
+    count = len(logs)
+    for k, (name, color, (_, evaluation)) in enumerate(zip(names, colors, logs, strict=True)):
+        final = evaluation[-1] if evaluation else {}
+        rows = [(i, final[m]) for i, m in enumerate(metrics) if _is_number(final.get(m))]
+        if rows:
+            index, values = zip(*rows, strict=True)
+            offset = (k - (count - 1) / 2) * min(0.6 / max(count, 1), 0.2)
+            ax.plot(values, [i + offset for i in index], "o", color=color, label=name, ms=5)
+    ax.set_yticks(range(len(metrics)), [_display(m) for m in metrics])
+    ax.set_ylim(len(metrics) - 0.5, -0.5)
+    losses = _is_loss(metrics[0])
+    ax.set_xlabel("loss (lower is better)" if losses else "score on the test split")
+    ax.set_title("final " + ("losses" if losses else "scores") + " (one evaluation)")
+    ax.grid(axis="x", alpha=0.3)
 
 
 def _save_png(figure: Any, out: str | Path) -> Path:
@@ -212,18 +302,32 @@ def embed_2d(
     return _tsne(features, perplexity, check_int("steps", steps, low=1), seed)
 
 
+def marker_style(n: int) -> tuple[float, float]:
+    """``(area in points^2, opacity)`` of a scatter of ``n`` points on a ~5-inch map.
+
+    Area ``12000 / n`` (6 at 2,000 points, the floor 0.5 from 24,000) and opacity
+    ``(3000 / n)^0.35`` within [0.15, 0.9]: overlapping points build up density instead of
+    painting over each other."""
+    n = max(int(n), 1)
+    return float(np.clip(12000 / n, 0.5, 20.0)), float(np.clip((3000 / n) ** 0.35, 0.15, 0.9))
+
+
 def plot_embedding(
     points,
     labels,
     out: str | Path,
     *,
     title: str = "",
-    dpi: float = 100.0,
+    dpi: float = DPI,
+    class_names: list[str] | None = None,
 ) -> Path:
-    """Scatter ``(n, 2)`` points coloured by ``labels`` (one legend entry per class) into a PNG."""
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """Scatter ``(n, 2)`` points coloured by ``labels`` into a PNG, one legend entry per class.
+
+    ``class_names[k]`` names integer label ``k`` (e.g. ``FASHION_MNIST_CLASSES``); marker
+    size and opacity follow :func:`marker_style`; points are drawn in a seeded random order so
+    no class hides under another."""
+    from matplotlib import colormaps, rc_context
+    from matplotlib.lines import Line2D
 
     points = np.asarray(points, dtype=np.float64)
     labels = np.asarray(labels).reshape(-1)
@@ -232,21 +336,31 @@ def plot_embedding(
     if labels.shape[0] != points.shape[0]:
         raise ValueError(f"labels must have one entry per point ({points.shape[0]}), "
                          f"got {labels.shape[0]}")
-    classes = np.unique(labels)
+    classes, codes = np.unique(labels, return_inverse=True)
+    names = [str(c) for c in classes]
+    if class_names is not None and labels.dtype.kind in "iu":
+        if classes.min() < 0 or classes.max() >= len(class_names):
+            raise ValueError(f"class_names has {len(class_names)} names, but the labels run "
+                             f"from {classes.min()} to {classes.max()}")
+        names = [str(class_names[int(c)]) for c in classes]
     palette = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    figure = Figure(figsize=(6.4, 5.6), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    for index, label in enumerate(classes):
-        chosen = labels == label
-        ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.8,
-                   color=palette(index % palette.N), label=str(label), edgecolors="none")
-    if len(classes) <= 20:
-        ax.legend(title="label", fontsize=7, markerscale=2, loc="center left",
-                  bbox_to_anchor=(1.0, 0.5), frameon=False)
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    colours = palette(codes % palette.N)
+    order = np.random.default_rng(0).permutation(len(points))
+    size, alpha = marker_style(len(points))
+    with rc_context(_STYLE):
+        figure = _figure(5.6, 4.2, dpi)
+        ax = figure.add_subplot()
+        ax.scatter(points[order, 0], points[order, 1], s=size, alpha=alpha, c=colours[order],
+                   edgecolors="none", rasterized=True)
+        if len(classes) <= 20:
+            handles = [Line2D([], [], ls="", marker="o", ms=6, color=palette(k % palette.N),
+                              label=name) for k, name in enumerate(names)]
+            ax.legend(handles=handles, title="class", loc="center left",
+                      bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
     return _save_png(figure, out)
 
 
@@ -261,7 +375,7 @@ def plot_run_embedding(
     steps: int = 300,
     seed: int = 0,
     device: str = "cpu",
-    dpi: float = 100.0,
+    dpi: float = DPI,
 ) -> Path:
     """Map a trained run's frozen test features to 2-D (:func:`embed_2d`) and plot them by label.
 
@@ -284,4 +398,5 @@ def plot_run_embedding(
     title = (f"{Path(run_dir).name}: {run.config.method} on {run.config.dataset}, "
              f"{len(labels)} test images, {kind} features, "
              f"{'PCA' if method == 'pca' else 'exact t-SNE'}")
-    return plot_embedding(points, labels.numpy(), out, title=title, dpi=dpi)
+    return plot_embedding(points, labels.numpy(), out, title=title, dpi=dpi,
+                          class_names=list(run.data.classes) or None)

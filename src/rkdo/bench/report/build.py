@@ -98,7 +98,8 @@ def _missing(results: Results) -> list[str]:
     shown = ", ".join(f"`{key}`" for key in missing[:10])
     more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
     return [f"- **Incomplete store: {len(missing)} of {len(results.jobs)} jobs have no result "
-            f"yet** (the grid is still running, was stopped, or their settings changed): "
+            f"yet** (the grid is still running or was stopped, their settings changed, or they "
+            f"joined the plan after the store was made): "
             f"{shown}{more}. Tables, verdicts and figures use only what exists; rerun "
             f"`rkdo bench` with this grid and `--out {results.out}` to complete the store."]
 
@@ -188,19 +189,20 @@ def _cost_section(view: View, efficiency_table: str, profile_text: str) -> list[
 
 def _captions(view: View) -> dict[str, str]:
     t, b = view.treatment, view.baseline
+    ci = "points: mean over seeds with its 95% t confidence interval"
     return {
-        "loss_vs_duration": "Loss vs training duration: each method's own training loss (top) "
-                            "and the held-out static I-Con loss (bottom, 0 = untrained)",
+        "loss_vs_duration": "Loss vs training duration: each method's own training loss (left) "
+                            f"and the held-out static I-Con loss (right, 0 = untrained); {ci}",
         "early_treatment_vs_late_baseline": f"{t} at {view.near(2)} epochs vs {b} at "
-                                            f"{view.near(5)} epochs (dashed: untrained, "
-                                            "dotted: raw pixels)",
-        "early_learning": "Early learning: accuracy after the first durations "
-                          "(dashed: untrained, dotted: raw pixels)",
-        "loss_improvement": f"How much lower {t}'s loss is than {b}'s: training loss vs "
-                            "held-out loss (grey: the paper's "
-                            f"{paper.percent_range(paper.LOSS_REDUCTION_PERCENT)})",
-        "accuracy_vs_duration": "Accuracy vs training duration, mean ± std over seeds "
-                                "(0 = untrained; dotted: raw pixels)",
+                                            f"{view.near(5)} epochs; {ci} (dashed: untrained, "
+                                            "dotted: raw pixels, where on scale)",
+        "early_learning": f"Early learning: accuracy after the first durations; {ci} "
+                          "(dashed: untrained, dotted: raw pixels, where on scale)",
+        "loss_improvement": f"How much lower {t}'s loss is than {b}'s, per seed then averaged: "
+                            "training loss vs held-out loss (grey band: the paper's "
+                            f"{paper.percent_range(paper.LOSS_REDUCTION_PERCENT)}); {ci}",
+        "accuracy_vs_duration": f"Accuracy vs training duration (0 = untrained); {ci} "
+                                "(dotted: raw pixels, where on scale)",
     }
 
 

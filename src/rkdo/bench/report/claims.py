@@ -236,7 +236,7 @@ def _time_words(fact: dict[str, Any]) -> str:
     if steps < MIN_TIMED_STEPS:
         return (f"time not judged ({steps} timed step(s), a ratio needs at least "
                 f"{MIN_TIMED_STEPS}{where})")
-    return f"time {fact['time_words']} (median of {steps} steps{where})"
+    return f"time {fact['time_words']}, median of {steps} timed steps{where}"
 
 
 def claim_flops(profile_facts: list[dict[str, Any]]) -> str | None:
