@@ -178,7 +178,7 @@ def plot_curves(runs: list[Path], figure: Path) -> str:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     figure.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure, dpi=120)
+    fig.savefig(figure, dpi=200)
     return "\n".join(lines)
 
 

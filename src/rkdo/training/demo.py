@@ -91,7 +91,7 @@ def _figure(out: Path, results: dict[str, dict[str, Any]], runs: dict[str, Path]
     right.legend(fontsize=8)
     fig.tight_layout()
     path = out / "demo.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=200)
     return path
 
 
