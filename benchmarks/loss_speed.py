@@ -7,7 +7,15 @@ Times ``loss(z1, z2).backward()`` on random ``(B, d)`` float32 embeddings for
 - ``rkdo.RKDOLoss(depth=1)`` and ``RKDOLoss(depth=3)`` (the reference method),
 - the reference notebooks' I-Con and RKDO as MISSION.md describes them (softmax, then ``log``,
   ``F.kl_div(..., reduction="batchmean")``, teacher mixed in probability space),
-- lightly's ``NTXentLoss`` (if ``lightly`` is installed) as an outside reference.
+- lightly's ``NTXentLoss`` (if ``lightly`` is installed) as an outside reference,
+- the streaming path of both losses (``streaming=True``: no ``(B, N)`` matrix of floats); the
+  rkdo rows without "streaming" are the materialised fused path (``streaming=False``).
+
+``--memory`` adds one table of peak memory and time per call at ``--memory-sizes`` (512 ...
+32,768), each (implementation, batch) in a fresh process whose address space is capped at
+``--memory-cap-mib`` above what it holds before the first call (so "OOM" means "does not fit
+in that much memory"); peak = the rise of the process's maximum resident set over the calls.
+An implementation that runs out of memory is not tried at larger batches.
 
 The implementations are timed in interleaved rounds, call by call (each round runs one call of
 every implementation), for ``--min-run-time`` seconds per implementation and at least
@@ -39,8 +47,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -81,10 +93,13 @@ def notebook_rkdo(z1: torch.Tensor, z2: torch.Tensor, depth: int = 3, alpha: flo
 def implementations() -> tuple[dict[str, LossFn], str]:
     """Name -> loss callable, and a note on lightly's availability."""
     impls: dict[str, LossFn] = {
-        "rkdo I-Con (pair)": IConLoss(),
-        "rkdo I-Con symmetric, debias 0 (= NT-Xent)": IConLoss(form="symmetric", debias=0.0),
-        "rkdo RKDO depth 1": RKDOLoss(depth=1),
-        "rkdo RKDO depth 3": RKDOLoss(depth=3),
+        "rkdo I-Con (pair)": IConLoss(streaming=False),
+        "rkdo I-Con symmetric, debias 0 (= NT-Xent)": IConLoss(form="symmetric", debias=0.0,
+                                                               streaming=False),
+        "rkdo RKDO depth 1": RKDOLoss(depth=1, streaming=False),
+        "rkdo RKDO depth 3": RKDOLoss(depth=3, streaming=False),
+        "rkdo I-Con streaming": IConLoss(streaming=True),
+        "rkdo RKDO depth 3 streaming": RKDOLoss(depth=3, streaming=True),
         "notebook I-Con": notebook_icon,
         "notebook RKDO depth 1": lambda a, b: notebook_rkdo(a, b, depth=1),
         "notebook RKDO depth 3": notebook_rkdo,
@@ -141,7 +156,7 @@ def check_values(impls: dict[str, LossFn], dim: int) -> str:
     return f"max |rkdo - notebook| loss value difference (float64, B = 64): {worst:.1e}"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--dim", type=int, default=64)
@@ -156,10 +171,28 @@ def main(argv: list[str] | None = None) -> None:
                         help="clock for the ratios (default: cpu with 1 thread, else wall)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="substrings of implementation names to time (default: all)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--memory", action="store_true",
+                        help="also the table of peak memory and time per call, one process "
+                             "per cell")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory table (no interleaved timing)")
+    parser.add_argument("--memory-sizes", type=int, nargs="+",
+                        default=[512, 2048, 4096, 8192, 16384, 32768])
+    parser.add_argument("--memory-cap-mib", type=int, default=1024,
+                        help="address space each cell may add before its first call "
+                             "(default 1024 MiB)")
+    parser.add_argument("--memory-calls", type=int, default=2,
+                        help="timed calls per memory cell after one warm-up (default 2)")
+    parser.add_argument("--cell", nargs=2, metavar=("NAME", "BATCH"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     torch.set_num_threads(args.threads)
-    clock = args.clock or ("cpu" if args.threads == 1 else "wall")
+    if args.cell:
+        print(json.dumps(run_cell(args.cell[0], int(args.cell[1]), args)))
+        return
     impls, lightly_note = implementations()
     print(check_values(impls, args.dim))
     if args.only:
@@ -169,6 +202,15 @@ def main(argv: list[str] | None = None) -> None:
         f"threads={torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
         f"d={args.dim}, float32, CPU; {lightly_note}\n"
     )
+    if not args.memory_only:
+        timing_tables(impls, args)
+    if args.memory or args.memory_only:
+        memory_table([name for name in MEMORY if name in impls], args)
+
+
+def timing_tables(impls: dict[str, LossFn], args: argparse.Namespace) -> None:
+    """The interleaved timing table and the ratios."""
+    clock = args.clock or ("cpu" if args.threads == 1 else "wall")
     samples = {}
     for batch in args.batch_sizes:
         for name, pair in time_interleaved(impls, batch, args.dim, args.min_run_time,
@@ -188,6 +230,92 @@ def main(argv: list[str] | None = None) -> None:
                for b in sizes]
         print(f"| {name} | " + " | ".join(row) + " |")
     _print_ratios(times[clock], sizes, clock)
+
+
+# the memory table's implementations (materialised, streaming, outside references)
+MEMORY = ["rkdo I-Con (pair)", "rkdo I-Con streaming", "rkdo RKDO depth 3",
+          "rkdo RKDO depth 3 streaming", "notebook I-Con", "notebook RKDO depth 3",
+          "lightly NTXentLoss (2B x 2B)"]
+
+
+def _address_space() -> int:
+    """Bytes of virtual memory this process holds now (VmSize)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status (the memory table needs Linux)")
+
+
+def run_cell(name: str, batch: int, args: argparse.Namespace) -> dict:
+    """One (implementation, batch) in this process: CPU ms per call and the peak rise of the
+    resident set, under an address-space cap; ``{"oom": ...}`` if it does not fit."""
+    impls, _ = implementations()
+    g = torch.Generator().manual_seed(batch)
+    z1 = torch.randn(batch, args.dim, generator=g).requires_grad_()
+    z2 = torch.randn(batch, args.dim, generator=g).requires_grad_()
+    limit = _address_space() + args.memory_cap_mib * 2 ** 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    try:
+        for _ in range(args.memory_calls + 1):
+            z1.grad = z2.grad = None
+            start = time.process_time()
+            impls[name](z1, z2).backward()
+            times.append(time.process_time() - start)
+    except (RuntimeError, MemoryError) as error:
+        return {"oom": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    return {"ms": statistics.median(times[1:]) * 1e3, "peak_mib": peak / 1024}
+
+
+def memory_table(names: list[str], args: argparse.Namespace) -> None:
+    """Peak memory and time per call of each implementation, one fresh process per cell."""
+    results: dict[tuple[str, int], dict] = {}
+    for name in names:
+        for batch in args.memory_sizes:
+            command = [sys.executable, __file__, "--cell", name, str(batch), "--dim",
+                       str(args.dim), "--threads", str(args.threads), "--memory-cap-mib",
+                       str(args.memory_cap_mib), "--memory-calls", str(args.memory_calls)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            lines = done.stdout.strip().splitlines()
+            results[name, batch] = (json.loads(lines[-1]) if done.returncode == 0 and lines
+                                    else {"oom": f"exit {done.returncode}"})
+            print(f"  {name} B={batch}: {results[name, batch]}", file=sys.stderr, flush=True)
+            if "oom" in results[name, batch]:
+                break
+    _print_memory(names, results, args)
+
+
+def _print_memory(names: list[str], results: dict[tuple[str, int], dict],
+                  args: argparse.Namespace) -> None:
+    sizes = args.memory_sizes
+    print(f"\npeak memory (MiB above the process before its first call) and median CPU ms "
+          f"per forward+backward ({args.memory_calls} calls after a warm-up), one process "
+          f"per cell, address space capped at +{args.memory_cap_mib} MiB; OOM: did not fit, "
+          f"-: not tried after an OOM\n")
+    print("| loss | " + " | ".join(f"B={b}" for b in sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    for name in names:
+        cells = []
+        for batch in sizes:
+            cell = results.get((name, batch))
+            cells.append("-" if cell is None else "OOM" if "oom" in cell
+                         else f"{cell['peak_mib']:.0f} MiB, {cell['ms']:.3g} ms")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for kind in ("I-Con", "RKDO depth 3"):
+        fused = "rkdo I-Con (pair)" if kind == "I-Con" else "rkdo RKDO depth 3"
+        stream = f"rkdo {kind} streaming"
+        both = [b for b in sizes if "ms" in results.get((fused, b), {})
+                and "ms" in results.get((stream, b), {})]
+        fits = {n: max([b for b in sizes if "ms" in results.get((n, b), {})], default=0)
+                for n in (fused, stream)}
+        ratios = ", ".join(f"B={b}: {results[stream, b]['ms'] / results[fused, b]['ms']:.2f}"
+                           for b in both)
+        print(f"\n{kind}: largest batch that fits: materialised {fits[fused]}, streaming "
+              f"{fits[stream]} ({fits[stream] / max(fits[fused], 1):.0f}x); streaming / "
+              f"materialised time per call where both fit (goal <= 1.3): {ratios}")
 
 
 # (label, numerator, denominator, goal: the ratio must be <= goal; None for context rows)
