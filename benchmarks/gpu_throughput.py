@@ -1,40 +1,41 @@
-"""GPU throughput of a training step, RKDO vs I-Con (issue 12, part 4); JSON out.
+"""GPU throughput: training steps, the reference's PIL pipeline, the losses to OOM, an embedding.
 
-One step = a random batch of uint8 images gathered on the device, two views from
-:class:`rkdo.vision.augment.TwoViews` (augmented on the device), ``z1 = model(v1)``,
-``z2 = model(v2)``, the loss (``rkdo.methods`` presets ``icon`` and ``rkdo``), backward and Adam
-(lr 1e-3, weight decay 1e-5), as the trainer does it. Timed with device synchronisations around
-the augmentation, so each cell reports
+Four parts, one JSON (``--out``) and one markdown table (``--table``, default ``--out`` with
+``.md``); a part that would start after ``--budget-s`` seconds is recorded as skipped, and
+errors are recorded per cell, so one run fits an 8-minute slot on one GPU.
 
-- ``images_per_s``: batch / median step time (each image gives two views);
-- ``data_share``: median augmentation time / median step time.
+1. **Training steps**: a random batch of uint8 32 px RGB images on the device, two views by
+   :class:`rkdo.vision.augment.TwoViews` (on the device), ``model(v1)``, ``model(v2)``, the
+   loss (``rkdo.methods`` presets ``icon`` and ``rkdo``), backward, Adam, as the trainer does.
+   Grid: ResNet-18 with the CIFAR stem (``resnet18-cifar``) and the small CNN; batch 256 / 512 /
+   1024; fp32 / bf16 autocast (the losses compute similarities in float32); contiguous /
+   channels_last; ``torch.compile`` of the model off, and on at ``--compile-batches`` (512).
+   Per cell: images/s (batch / median step), data share (augmentation / step, with device
+   syncs around it) and, in the table, the RKDO / I-Con step-time ratio.
+2. **The reference pipeline**: per-image PIL augmentation with torchvision's transforms (the
+   notebooks' recipe, in this process, no worker processes) feeding the same step of ResNet-18
+   CIFAR at batch 256 fp32 on the device: steps/s and data share, beside part 1's steps/s.
+3. **Losses to OOM**: forward + backward of RKDO depth 3 and I-Con, materialised fused path
+   (``streaming=False``) and streaming (``streaming=True``), lightly's NT-Xent (2B x 2B) and
+   the notebooks' plain softmax + ``kl_div`` (``benchmarks/loss_speed.py``), at B = 512 ...
+   65,536 (d = 64): median ms and peak memory (``max_memory_allocated``) until each runs out.
+4. **NeighbourEmbedding** (t-SNE objective, exact/auto method) on Fashion-MNIST's 70,000
+   images with ``device="cuda"``: fit seconds.
 
-Grid: encoders (``resnet18``, the notebooks' ImageNet stem, and ``small-cnn``) at 32 px RGB,
-batch 256 and 512, fp32 and bf16 autocast (forward and loss under autocast; the losses compute
-their similarities in float32), ``torch.compile`` of the model off and on, I-Con and RKDO.
-Then Fashion-MNIST (``rkdo.vision.data.load``; random images of the same shape where the files
-are missing, marked ``"synthetic"``) with the small CNN, 1 channel, 28 px: epochs per minute
-extrapolated from the median step (an epoch is ``ceil(60000 / batch)`` steps).
+    python benchmarks/gpu_throughput.py --out docs/results/gpu/gpu_throughput.json
+    python benchmarks/gpu_throughput.py --smoke --out /tmp/gpu_smoke.json   # CPU, seconds
 
-Cells run eager first, then Fashion-MNIST, then compiled (compilation is the slow part); a cell
-that would start after ``--budget-s`` seconds is recorded as skipped, so one run fits the
-device tool's 8-minute slot. A compiled model is shared by the two methods of its cell (the
-loss is not compiled). Errors are recorded per cell and the run goes on.
-
-    python benchmarks/gpu_throughput.py --out gpu_throughput.json
-    python benchmarks/gpu_throughput.py --smoke --out /tmp/gpu_smoke.json   # CPU, ~4 min
-
-``--smoke`` (batch 8, 2 timed steps, 64 images) proves the script on a CPU: 226 s on 2 shared
-cores, 190 of them compiling (``--compile off`` alone: about 30 s).
+``--smoke`` proves every part on a CPU at toy sizes (small CNN, batch 8, no compile, losses at
+B = 32 / 64, a 300-point embedding); it is what the test suite runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +47,10 @@ from torch import Tensor, nn
 from rkdo.losses import IConLoss, RKDOLoss
 from rkdo.methods import get as get_method
 from rkdo.vision.augment import TwoViews
-from rkdo.vision.data import DataError, load
 from rkdo.vision.models import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loss_speed import notebook_icon, notebook_rkdo  # noqa: E402
 
 METHODS = ("icon", "rkdo")
 
@@ -57,19 +60,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_step(
-    model: nn.Module, loss_fn: IConLoss | RKDOLoss, views: TwoViews, images: Tensor, batch: int,
-    bf16: bool,
-) -> Callable[[], tuple[float, float]]:
-    """A training step that returns (augmentation seconds, step seconds)."""
-    device = images.device
+def _median_ms(call: Callable[[], Any], device: torch.device, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        call()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+# --- part 1: training steps -----------------------------------------------------------------
+
+def make_step(model: nn.Module, loss_fn: nn.Module, views: Callable[[Tensor], tuple],
+              images: Tensor, batch: int, bf16: bool, channels_last: bool,
+              ) -> Callable[[], tuple[float, float]]:
+    """A training step that returns (data seconds, step seconds)."""
+    device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def step() -> tuple[float, float]:
         _sync(device)
         start = time.perf_counter()
-        index = torch.randint(images.shape[0], (batch,), device=device)
-        v1, v2 = views(images[index])
+        v1, v2 = (v.to(device, non_blocking=True).contiguous(memory_format=layout)
+                  for v in views(images, batch))
         _sync(device)
         augmented = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -83,120 +101,347 @@ def make_step(
     return step
 
 
+def device_views(size: int, channels: int) -> Callable[[Tensor, int], tuple[Tensor, Tensor]]:
+    augment = TwoViews(size, channels)
+
+    def views(images: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        return augment(images[torch.randint(images.shape[0], (batch,), device=images.device)])
+
+    return views
+
+
 def time_steps(step: Callable[[], tuple[float, float]], warmup: int, steps: int) -> dict:
     start = time.perf_counter()
     for _ in range(warmup):
         step()
     warmup_s = time.perf_counter() - start
-    augment, total = zip(*(step() for _ in range(steps)), strict=True)
-    step_s, augment_s = statistics.median(total), statistics.median(augment)
-    return {"step_ms": step_s * 1e3, "augment_ms": augment_s * 1e3,
-            "data_share": augment_s / step_s, "warmup_s": warmup_s}
+    data, total = zip(*(step() for _ in range(steps)), strict=True)
+    step_s, data_s = statistics.median(total), statistics.median(data)
+    return {"step_ms": step_s * 1e3, "data_ms": data_s * 1e3, "data_share": data_s / step_s,
+            "warmup_s": warmup_s}
 
 
-def run_cell(cell: dict, model: nn.Module, images: Tensor, args: argparse.Namespace) -> dict:
-    """Time one (encoder, batch, precision, compile, method) cell; errors are recorded."""
-    views = TwoViews(cell["size"], images.shape[1])
-    loss_fn = get_method(cell["method"])
-    step = make_step(model, loss_fn, views, images, cell["batch"], cell["precision"] == "bf16")
+def train_grid(args: argparse.Namespace) -> list[dict]:
+    return [{"encoder": encoder, "batch": batch, "precision": precision, "layout": layout,
+             "compile": compiled}
+            for compiled in args.compile for encoder in args.encoders for batch in args.batches
+            for precision in args.precisions for layout in args.layouts
+            if compiled == "off" or batch in args.compile_batches]
+
+
+def train_cell(cell: dict, images: Tensor, args: argparse.Namespace) -> list[dict]:
+    """Both methods on one (encoder, batch, precision, layout, compile) cell."""
+    device = images.device
+    model = build_model(cell["encoder"], 3, args.size).to(device)
+    if cell["layout"] == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    if cell["compile"] == "on":
+        model = torch.compile(model)
+    rows = []
+    for method in METHODS:
+        step = make_step(model, get_method(method), device_views(args.size, 3), images,
+                         cell["batch"], cell["precision"] == "bf16",
+                         cell["layout"] == "channels_last")
+        try:
+            timing = time_steps(step, args.warmup, args.steps)
+            rows.append({**cell, "method": method, **timing,
+                         "images_per_s": cell["batch"] / timing["step_ms"] * 1e3})
+        except Exception as error:  # a failed compile or an OOM must not end the run
+            rows.append({**cell, "method": method, "error": f"{type(error).__name__}: "
+                                                            f"{error}"[:300]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+# --- part 2: the reference's per-image PIL pipeline -----------------------------------------
+
+def pil_views(size: int) -> Callable[[Tensor, int], tuple[Tensor, Tensor]]:
+    """The notebooks' recipe with torchvision's PIL transforms, one image at a time."""
+    from PIL import Image
+    from torchvision import transforms
+
+    recipe = transforms.Compose([
+        transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
+        transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        transforms.RandomGrayscale(p=0.2), transforms.ToTensor(),
+        transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+    def views(images: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        chosen = images[torch.randint(images.shape[0], (batch,))].permute(0, 2, 3, 1).numpy()
+        pictures = [Image.fromarray(array) for array in chosen]
+        return (torch.stack([recipe(p) for p in pictures]),
+                torch.stack([recipe(p) for p in pictures]))
+
+    return views
+
+
+def pil_cell(args: argparse.Namespace, device: torch.device) -> dict:
+    images = torch.randint(0, 256, (args.pool, 3, args.size, args.size), dtype=torch.uint8)
+    model = build_model(args.pil_encoder, 3, args.size).to(device)
+    cell = {"pipeline": "PIL per image (torchvision transforms, in process)",
+            "encoder": args.pil_encoder, "batch": args.pil_batch, "precision": "fp32"}
+    out = {}
+    for method in METHODS:
+        step = make_step(model, get_method(method), pil_views(args.size), images,
+                         args.pil_batch, False, False)
+        timing = time_steps(step, 1, args.pil_steps)
+        out[method] = {**timing, "steps_per_s": 1e3 / timing["step_ms"]}
+    return {**cell, **out}
+
+
+# --- part 3: the losses at growing batch ----------------------------------------------------
+
+def loss_functions() -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+    losses: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+        "rkdo RKDO depth 3 fused": RKDOLoss(streaming=False),
+        "rkdo RKDO depth 3 streaming": RKDOLoss(streaming=True),
+        "rkdo I-Con fused": IConLoss(streaming=False),
+        "rkdo I-Con streaming": IConLoss(streaming=True),
+        "plain RKDO depth 3 (notebooks)": notebook_rkdo,
+        "plain I-Con (notebooks)": notebook_icon,
+    }
     try:
-        timing = time_steps(step, args.warmup, args.steps)
-    except Exception as error:  # a failed compile or OOM must not end the run
-        return {**cell, "error": f"{type(error).__name__}: {error}"[:500]}
-    return {**cell, **timing, "images_per_s": cell["batch"] / timing["step_ms"] * 1e3}
+        from lightly.loss import NTXentLoss
+    except ImportError:
+        return losses
+    losses["lightly NT-Xent (2B x 2B)"] = NTXentLoss(temperature=0.5)
+    return losses
 
 
-def fashion_images(device: torch.device, pool: int | None) -> tuple[Tensor, str]:
-    """Fashion-MNIST training images on ``device`` (random ones if the files are missing)."""
+def _peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def loss_cells(args: argparse.Namespace, device: torch.device, start: float) -> list[dict]:
+    """Each loss at each batch until it runs out of memory (or the time budget is spent)."""
+    rows = []
+    for name, loss_fn in loss_functions().items():
+        for batch in args.loss_batches:
+            if time.perf_counter() - start > args.budget_s:
+                rows.append({"loss": name, "batch": batch, "skipped": "time budget spent"})
+                break
+            _peak_reset(device)
+            try:
+                ms = _median_ms(_loss_call(loss_fn, batch, device), device, 1, args.loss_steps)
+            except torch.OutOfMemoryError:
+                rows.append({"loss": name, "batch": batch, "oom": True})
+                break
+            peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+            rows.append({"loss": name, "batch": batch, "ms": ms,
+                         "peak_mib": None if peak is None else peak / 2 ** 20})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _loss_call(loss_fn: Callable[[Tensor, Tensor], Tensor], batch: int,
+               device: torch.device) -> Callable[[], None]:
+    z1 = torch.randn(batch, 64, device=device, requires_grad=True)
+    z2 = torch.randn(batch, 64, device=device, requires_grad=True)
+
+    def call() -> None:
+        z1.grad = z2.grad = None
+        loss_fn(z1, z2).backward()
+
+    return call
+
+
+# --- part 4: NeighbourEmbedding -------------------------------------------------------------
+
+def embedding_cell(args: argparse.Namespace, device: torch.device) -> dict:
+    from rkdo.estimators import NeighbourEmbedding
+    from rkdo.vision.data import DataError, load
+
     try:
-        images, source = load("fashion-mnist").train.images, "fashion-mnist"
+        data = load("fashion-mnist")
+        points = torch.cat([data.train.images, data.test.images]).flatten(1)
+        source = "fashion-mnist train + test"
     except DataError:
-        images = torch.randint(0, 256, (60_000, 1, 28, 28), dtype=torch.uint8)
+        points = torch.randint(0, 256, (70_000, 784), dtype=torch.uint8)
         source = "synthetic (fashion-mnist files not found)"
-    return (images if pool is None else images[:pool]).to(device), source
+    points = points[:args.embed_points].float().div_(255).numpy()
+    estimator = NeighbourEmbedding(random_state=0, device=str(device),
+                                   max_iter=args.embed_iter)
+    start = time.perf_counter()
+    estimator.fit(points)
+    return {"data": source, "points": len(points), "max_iter": args.embed_iter,
+            "device": str(device), "fit_s": time.perf_counter() - start}
 
 
-def grid(args: argparse.Namespace) -> list[dict]:
-    cells = [
-        {"encoder": encoder, "batch": batch, "size": args.size, "precision": precision,
-         "compile": compiled}
-        for compiled in args.compile for encoder in args.encoders for batch in args.batches
-        for precision in args.precisions
-    ]
-    return cells
-
+# --- the run, the JSON and the table --------------------------------------------------------
 
 def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     start = time.perf_counter()
-    results: list[dict] = []
-    rgb = torch.randint(0, 256, (args.pool, 3, args.size, args.size), dtype=torch.uint8,
-                        device=device)
-    fashion, source = fashion_images(device, args.pool if args.smoke else None)
-    cells = grid(args)
-    order = [c for c in cells if c["compile"] == "off"] + ["fashion"] + [
-        c for c in cells if c["compile"] == "on"]
-    for cell in order:
+    images = torch.randint(0, 256, (args.pool, 3, args.size, args.size), dtype=torch.uint8,
+                           device=device)
+    report: dict[str, Any] = {"environment": environment(device, args), "train": [],
+                              "pil": None, "losses": [], "embedding": None}
+    cells = train_grid(args)
+    for cell in sorted(cells, key=lambda c: c["compile"] == "on"):  # compiled cells last
+        if time.perf_counter() - start > args.budget_s * args.train_share:
+            report["train"].append({**cell, "skipped": "time budget spent"})
+            continue
+        report["train"] += train_cell(cell, images, args)
+    parts = [("pil", lambda: pil_cell(args, device)),
+             ("losses", lambda: loss_cells(args, device, start)),
+             ("embedding", lambda: embedding_cell(args, device))]
+    for key, part in parts:
         if time.perf_counter() - start > args.budget_s:
-            results.append({"cell": cell, "skipped": "time budget spent"})
+            report[key] = {"skipped": "time budget spent"}
             continue
-        if cell == "fashion":
-            results += fashion_cells(args, fashion, source, device)
-            continue
-        model = build_model(cell["encoder"], 3, cell["size"]).to(device)
-        if cell["compile"] == "on":
-            model = torch.compile(model)
-        for method in METHODS:
-            results.append(run_cell({**cell, "method": method}, model, rgb, args))
-            print(json.dumps(results[-1]), flush=True)
-    return {"environment": environment(device, args), "elapsed_s": time.perf_counter() - start,
-            "results": results}
-
-
-def fashion_cells(args: argparse.Namespace, images: Tensor, source: str,
-                  device: torch.device) -> list[dict]:
-    """Epochs per minute of the small CNN on Fashion-MNIST (1 channel, 28 px), per method."""
-    out = []
-    steps_per_epoch = math.ceil(60_000 / args.fashion_batch)
-    for method in METHODS:
-        model = build_model("small-cnn", 1, 28).to(device)
-        cell = {"encoder": "small-cnn", "dataset": source, "batch": args.fashion_batch,
-                "size": 28, "precision": "fp32", "compile": "off", "method": method}
-        row = run_cell(cell, model, images, args)
-        if "step_ms" in row:
-            row["epochs_per_min"] = 60.0 / (steps_per_epoch * row["step_ms"] / 1e3)
-        out.append(row)
-        print(json.dumps(row), flush=True)
-    return out
+        try:
+            report[key] = part()
+        except Exception as error:
+            report[key] = {"error": f"{type(error).__name__}: {error}"[:300]}
+        print(json.dumps({key: report[key]})[:400], flush=True)
+    report["elapsed_s"] = time.perf_counter() - start
+    return report
 
 
 def environment(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU {platform.processor() or platform.machine()}")
     return {"torch": torch.__version__, "device": str(device), "device_name": name,
             "threads": torch.get_num_threads(), "smoke": args.smoke, "steps": args.steps,
             "warmup": args.warmup, "budget_s": args.budget_s}
 
 
+def _train_table(rows: list[dict]) -> list[str]:
+    lines = ["| encoder | batch | precision | layout | compile | I-Con img/s | RKDO img/s | "
+             "RKDO / I-Con step | data share (RKDO) |",
+             "|---|---:|---|---|---|---:|---:|---:|---:|"]
+    keys = ("encoder", "batch", "precision", "layout", "compile")
+    cells: dict[tuple, dict[str, dict]] = {}
+    for row in rows:
+        cells.setdefault(tuple(row[k] for k in keys), {})[row.get("method", "-")] = row
+    for key, methods in cells.items():
+        icon, rkdo = methods.get("icon", {}), methods.get("rkdo", {})
+        if "step_ms" in icon and "step_ms" in rkdo:
+            numbers = (f"{icon['images_per_s']:.0f} | {rkdo['images_per_s']:.0f} | "
+                       f"{rkdo['step_ms'] / icon['step_ms']:.2f} | {rkdo['data_share']:.1%}")
+        else:
+            why = next((m.get("error") or m.get("skipped") for m in methods.values()), "-")
+            numbers = f"{str(why)[:60]} | - | - | -"
+        lines.append("| " + " | ".join(str(k) for k in key) + f" | {numbers} |")
+    return lines
+
+
+def _loss_table(rows: list[dict]) -> list[str]:
+    batches = sorted({row["batch"] for row in rows})
+    lines = ["| loss | " + " | ".join(f"B={b}" for b in batches) + " |",
+             "|---|" + "---:|" * len(batches)]
+    for name in dict.fromkeys(row["loss"] for row in rows):
+        found = {row["batch"]: row for row in rows if row["loss"] == name}
+        cells = []
+        for batch in batches:
+            row = found.get(batch)
+            cells.append("-" if row is None else "OOM" if row.get("oom") else "skipped"
+                         if "skipped" in row else f"{row['ms']:.3g} ms" + (
+                             "" if row["peak_mib"] is None else f", {row['peak_mib']:.0f} MiB"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _headline(report: dict[str, Any]) -> list[str]:
+    """Best RKDO images/s, its steps/s against the PIL reference, bf16 over fp32, and the
+    largest batch each loss fits."""
+    rkdo = [r for r in report["train"] if r.get("method") == "rkdo" and "step_ms" in r]
+    lines = []
+    pil = report["pil"] or {}
+    if rkdo:
+        best = max(rkdo, key=lambda r: r["images_per_s"])
+        lines.append(f"- fastest RKDO step: {best['images_per_s']:.0f} images/s "
+                     f"({best['encoder']}, batch {best['batch']}, {best['precision']}, "
+                     f"{best['layout']}, compile {best['compile']}; data share "
+                     f"{best['data_share']:.1%})")
+        same = [r for r in rkdo if r["encoder"] == pil.get("encoder")
+                and r["batch"] == pil.get("batch")]
+        if same and "rkdo" in pil:
+            steps = max(1e3 / r["step_ms"] for r in same)
+            lines.append(f"- at the reference's setting ({pil['encoder']}, batch {pil['batch']}):"
+                         f" {steps:.1f} steps/s vs {pil['rkdo']['steps_per_s']:.2f} with the PIL "
+                         f"pipeline ({steps / pil['rkdo']['steps_per_s']:.0f}x; goal >= 20x)")
+    for encoder in dict.fromkeys(r["encoder"] for r in rkdo):
+        pairs = {(r["batch"], r["layout"], r["precision"]): r["step_ms"] for r in rkdo
+                 if r["encoder"] == encoder and r["compile"] == "off"}
+        gains = [pairs[b, lay, "fp32"] / pairs[b, lay, "bf16"] for (b, lay, p) in pairs
+                 if p == "bf16" and (b, lay, "fp32") in pairs]
+        if gains:
+            lines.append(f"- {encoder}: bf16 speed-up over fp32 (eager, RKDO) "
+                         f"{min(gains):.2f}-{max(gains):.2f}x (goal >= 1.5x on ResNet-18)")
+    losses = report["losses"] if isinstance(report["losses"], list) else []
+    for name in dict.fromkeys(r["loss"] for r in losses):
+        fits = [r["batch"] for r in losses if r["loss"] == name and "ms" in r]
+        stop = next((r for r in losses if r["loss"] == name and "ms" not in r), None)
+        why = "" if stop is None else (" (OOM above)" if stop.get("oom") else " (then skipped)")
+        lines.append(f"- {name}: largest batch run {max(fits, default=0)}{why}")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [f"# GPU throughput ({env['device_name']}, torch {env['torch']}"
+             f"{', SMOKE' if env['smoke'] else ''})", "",
+             f"{report['elapsed_s']:.0f} s in all; {env['steps']} timed steps per cell after "
+             f"{env['warmup']} untimed.", "", "## Headline", ""]
+    lines += _headline(report)
+    lines += ["", "## Training steps", ""]
+    lines += _train_table(report["train"])
+    lines += ["", "## The reference's per-image PIL pipeline", ""]
+    pil = report["pil"] or {}
+    if "icon" in pil:
+        lines.append(f"{pil['pipeline']}, {pil['encoder']}, batch {pil['batch']}, fp32: "
+                     + ", ".join(f"{m} {pil[m]['steps_per_s']:.2f} steps/s (data share "
+                                 f"{pil[m]['data_share']:.0%})" for m in METHODS))
+    else:
+        lines.append(str(pil))
+    lines += ["", "## Losses: forward + backward, d = 64 (time, peak memory)", ""]
+    losses = report["losses"]
+    lines += _loss_table(losses) if isinstance(losses, list) and losses else [str(losses)]
+    lines += ["", "## NeighbourEmbedding", "", str(report["embedding"]), ""]
+    return "\n".join(lines)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="markdown table to write (default: --out with .md)")
     parser.add_argument("--smoke", action="store_true",
-                        help="batch 8, 2 timed steps: proves the script on a CPU")
-    parser.add_argument("--encoders", nargs="+", default=["resnet18", "small-cnn"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[256, 512])
+                        help="toy sizes, no compile: proves every part on a CPU in seconds")
+    parser.add_argument("--encoders", nargs="+", default=["resnet18-cifar", "small-cnn"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"),
                         default=["fp32", "bf16"])
+    parser.add_argument("--layouts", nargs="+", choices=("contiguous", "channels_last"),
+                        default=["contiguous", "channels_last"])
     parser.add_argument("--compile", nargs="+", choices=("off", "on"), default=["off", "on"])
+    parser.add_argument("--compile-batches", type=int, nargs="+", default=[512],
+                        help="batches whose cells are also run compiled (default 512)")
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per cell")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compile) per cell")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per cell")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per cell")
     parser.add_argument("--pool", type=int, default=8192, help="random RGB images held")
-    parser.add_argument("--fashion-batch", type=int, default=256)
+    parser.add_argument("--pil-encoder", default="resnet18-cifar")
+    parser.add_argument("--pil-batch", type=int, default=256)
+    parser.add_argument("--pil-steps", type=int, default=5)
+    parser.add_argument("--loss-batches", type=int, nargs="+",
+                        default=[512 * 2 ** k for k in range(8)])
+    parser.add_argument("--loss-steps", type=int, default=3)
+    parser.add_argument("--embed-points", type=int, default=70_000)
+    parser.add_argument("--embed-iter", type=int, default=750)
     parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="start no cell after this many seconds (default 420)")
+                        help="start no part after this many seconds (default 420)")
+    parser.add_argument("--train-share", type=float, default=0.55,
+                        help="share of the budget the training grid may use (default 0.55)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.batches, args.steps, args.warmup, args.pool = [8], 2, 1, 64
-        args.fashion_batch = 8
+        args.encoders, args.batches, args.compile, args.steps, args.warmup = (
+            ["small-cnn"], [8], ["off"], 2, 1)
+        args.pool, args.pil_encoder, args.pil_batch, args.pil_steps = 64, "small-cnn", 8, 2
+        args.loss_batches, args.loss_steps = [32, 64], 1
+        args.embed_points, args.embed_iter = 300, 50
     return args
 
 
@@ -206,7 +451,9 @@ def main(argv: list[str] | None = None) -> None:
     report = run(args, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out} ({report['elapsed_s']:.0f} s)")
+    table = args.table or args.out.with_suffix(".md")
+    table.write_text(markdown(report))
+    print(f"wrote {args.out} and {table} ({report['elapsed_s']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Times ``loss(z1, z2).backward()`` on random ``(B, d)`` float32 embeddings for
 ``--memory`` adds one table of peak memory and time per call at ``--memory-sizes`` (512 ...
 32,768), each (implementation, batch) in a fresh process whose address space is capped at
 ``--memory-cap-mib`` above what it holds before the first call (so "OOM" means "does not fit
-in that much memory"); peak = the rise of the process's maximum resident set over the calls.
+in that much memory"); peak = the rise of the process's peak resident set (VmHWM, reset just
+before the first call) above its resident set then.
 An implementation that runs out of memory is not tried at larger batches.
 
 The implementations are timed in interleaved rounds, call by call (each round runs one call of
@@ -238,13 +239,13 @@ MEMORY = ["rkdo I-Con (pair)", "rkdo I-Con streaming", "rkdo RKDO depth 3",
           "lightly NTXentLoss (2B x 2B)"]
 
 
-def _address_space() -> int:
-    """Bytes of virtual memory this process holds now (VmSize)."""
+def _status(field: str) -> int:
+    """Bytes of ``field`` (VmSize, VmRSS, VmHWM) of this process, from /proc/self/status."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmSize:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmSize in /proc/self/status (the memory table needs Linux)")
+    raise RuntimeError(f"no {field} in /proc/self/status (the memory table needs Linux)")
 
 
 def run_cell(name: str, batch: int, args: argparse.Namespace) -> dict:
@@ -254,9 +255,11 @@ def run_cell(name: str, batch: int, args: argparse.Namespace) -> dict:
     g = torch.Generator().manual_seed(batch)
     z1 = torch.randn(batch, args.dim, generator=g).requires_grad_()
     z2 = torch.randn(batch, args.dim, generator=g).requires_grad_()
-    limit = _address_space() + args.memory_cap_mib * 2 ** 20
+    limit = _status("VmSize") + args.memory_cap_mib * 2 ** 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as refs:  # resets the peak (VmHWM) to VmRSS
+        refs.write("5")
+    base = _status("VmRSS")
     times = []
     try:
         for _ in range(args.memory_calls + 1):
@@ -266,8 +269,8 @@ def run_cell(name: str, batch: int, args: argparse.Namespace) -> dict:
             times.append(time.process_time() - start)
     except (RuntimeError, MemoryError) as error:
         return {"oom": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-    return {"ms": statistics.median(times[1:]) * 1e3, "peak_mib": peak / 1024}
+    return {"ms": statistics.median(times[1:]) * 1e3,
+            "peak_mib": (_status("VmHWM") - base) / 2 ** 20}
 
 
 def memory_table(names: list[str], args: argparse.Namespace) -> None:
