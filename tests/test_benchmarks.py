@@ -6,6 +6,7 @@ moved or renamed module from breaking them unnoticed.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,3 +22,43 @@ def test_benchmark_script_starts(script: Path) -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_gpu_throughput_smoke_writes_every_part(tmp_path: Path) -> None:
+    """``--smoke`` runs every part of the GPU script on the CPU at toy sizes: a JSON with
+    training cells of both methods, the PIL pipeline, every loss at both batches and the
+    embedding, and a markdown table with its headline."""
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_throughput.py"), "--smoke",
+                           "--out", str(out), "--embed-iter", "20"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    train = report["train"]
+    assert {row["method"] for row in train} == {"icon", "rkdo"}
+    assert all("images_per_s" in row for row in train), train
+    assert {row["layout"] for row in train} == {"contiguous", "channels_last"}
+    assert report["pil"]["rkdo"]["steps_per_s"] > 0
+    names = {row["loss"] for row in report["losses"]}
+    assert {"rkdo RKDO depth 3 streaming", "rkdo RKDO depth 3 fused",
+            "plain RKDO depth 3 (notebooks)"} <= names
+    assert all("ms" in row for row in report["losses"]), report["losses"]
+    assert report["embedding"]["points"] == 300 and report["embedding"]["fit_s"] > 0
+    table = out.with_suffix(".md").read_text()
+    for heading in ("## Headline", "## Training steps", "PIL", "## Losses", "NeighbourEmbedding"):
+        assert heading in table
+
+
+def test_loss_speed_memory_table(tmp_path: Path) -> None:
+    """The memory table: one capped process per cell, peak MiB and ms for both rkdo paths."""
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "loss_speed.py"), "--memory-only",
+                           "--memory-sizes", "64", "--memory-calls", "1", "--memory-cap-mib",
+                           "256", "--only", "rkdo I-Con"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("rkdo I-Con (pair)", "rkdo I-Con streaming"):
+        row = next(line for line in done.stdout.splitlines() if line.startswith(f"| {name} |"))
+        assert "MiB" in row and "ms" in row, row
