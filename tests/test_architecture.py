@@ -134,3 +134,51 @@ def test_the_circle_finder_finds_a_circle(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.syspath_prepend(str(tmp_path))
     graph = grimp.build_graph("circ", include_external_packages=False, cache_dir=None)
     assert _cycles(graph) == [["circ.a", "circ.b"]]
+
+
+def _defined(path: Path) -> set[str]:
+    """Names a module defines at its top level (functions, classes, assignments)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _borrowed_imports(root: Path, package: str) -> list[str]:
+    """``from pkg.mod import name`` where ``mod`` (a module, not a package's face) only
+    re-exports ``name``: the import should name the module that defines it."""
+
+    def module(name: str) -> Path | None:
+        path = root / Path(*name.split("."))
+        return path.with_suffix(".py") if path.with_suffix(".py").exists() else None
+
+    found = []
+    for path in sorted((root / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] == package):
+                continue
+            source = module(node.module)
+            if source is None:
+                continue  # a package: its __init__ is the face that gathers names
+            found += [f"{path.relative_to(root)}:{node.lineno} {alias.name} via {node.module}"
+                      for alias in node.names if alias.name not in _defined(source)]
+    return found
+
+
+def test_modules_import_names_from_where_they_are_defined() -> None:
+    assert _borrowed_imports(ROOT / "src", "rkdo") == []
+
+
+def test_a_borrowed_import_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from pkg.b import g\n")
+    (package / "a.py").write_text("def f():\n    return 1\n")
+    (package / "b.py").write_text("from pkg.a import f\n\ndef g():\n    return f()\n")
+    (package / "c.py").write_text("from pkg.b import f, g\nfrom pkg import g as h\n")
+    assert _borrowed_imports(tmp_path, "pkg") == ["pkg/c.py:1 f via pkg.b"]

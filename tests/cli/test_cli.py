@@ -182,3 +182,28 @@ def test_resume_applies_more_epochs_and_refuses_other_flags_by_name(
     if not torch.cuda.is_available():
         assert main(["eval", run, "--device", "cuda"]) == 2
         assert "no CUDA device is available; use --device cpu" in _one_line(capsys)
+
+
+def test_choices_come_from_the_registries(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    from rkdo import methods
+    from rkdo.bench.executors import EXECUTORS
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, kind in EXECUTORS.items():
+        assert f"{name}: {kind.summary}" in text, name
+    with pytest.raises(SystemExit):
+        main(["bench", "g", "--out", "o", "--executor", "nope"])
+    assert f"choose from {', '.join(map(repr, EXECUTORS))}" in capsys.readouterr().err
+    assert main(["train", "--method", "nope", "--out", str(tmp_path / "run")]) == 2
+    assert f"choose one of: {', '.join(methods.METHODS)}" in capsys.readouterr().err
+
+
+def test_rkdo_has_one_entry_point() -> None:
+    """The command families only declare their parsers; ``rkdo.cli.main`` runs them."""
+    from rkdo.cli import bench, estimators, train, viz
+
+    assert not [family.__name__ for family in (bench, estimators, train, viz)
+                if hasattr(family, "main")]

@@ -15,6 +15,7 @@ import json
 import shlex
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,14 +222,41 @@ def _add_bench(subparsers: Any) -> None:
     bench.set_defaults(func=_cmd_bench)
 
 
-def _add_executor_arguments(bench: argparse.ArgumentParser) -> None:
-    """``--executor`` (its choices from the registry) and what the executors ask for."""
+def _executors() -> dict[str, Any]:
     from rkdo.bench.executors import EXECUTORS
 
-    where = "; ".join(f"{name}: {kind.summary}" for name, kind in EXECUTORS.items())
-    bench.add_argument("--executor", default=None, choices=tuple(EXECUTORS),
-                       help=f"where cells run ({where}). Default: process if --workers > 1, "
-                            "else local. With ray/submitit, --workers cells are in flight")
+    return EXECUTORS
+
+
+class _Executors:
+    """``--executor``'s choices: the registry's names, read (importing torch) only when the
+    option is given or ``--help`` shows them, so that other typos are reported at once."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in _executors()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_executors())
+
+
+class _ExecutorHelp(argparse._StoreAction):
+    """``--executor``, whose help lists the registry's executors when ``--help`` shows it."""
+
+    @property  # type: ignore[override]
+    def help(self) -> str:
+        where = "; ".join(f"{name}: {kind.summary}" for name, kind in _executors().items())
+        return (f"where cells run ({where}). Default: process if --workers > 1, else local. "
+                "With ray/submitit, --workers cells are in flight")
+
+    @help.setter
+    def help(self, _: object) -> None:
+        return None  # the help is made from the registry
+
+
+def _add_executor_arguments(bench: argparse.ArgumentParser) -> None:
+    """``--executor`` (its choices from the registry) and what the executors ask for."""
+    bench.add_argument("--executor", default=None, choices=_Executors(), metavar="NAME",
+                       action=_ExecutorHelp)
     bench.add_argument("--cpus-per-job", type=int, default=None,
                        help="CPUs each cell asks of Ray/Slurm (default: the grid's "
                             "[resources], else --threads or 1)")

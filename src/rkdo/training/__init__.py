@@ -3,6 +3,7 @@
 (:mod:`.components`), the run directory (:mod:`.rundir`), the field recorder (:mod:`.recorder`)
 and the loop (:mod:`.loop`: checkpointed, resumable, torchrun-ready)."""
 
+from rkdo.fields import FIELDS_FILE
 from rkdo.training.checks import validate
 from rkdo.training.components import evaluate_initial, evaluate_pixels
 from rkdo.training.config import (
@@ -12,13 +13,13 @@ from rkdo.training.config import (
     TrainConfig,
     config_identity,
 )
-from rkdo.training.loop import Interrupted, TrainingError, train
+from rkdo.training.interrupt import Interrupted
+from rkdo.training.loop import TrainingError, train
 from rkdo.training.loss_call import LossCall, build_loss
 from rkdo.training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     EVAL_FILE,
-    FIELDS_FILE,
     METRICS_FILE,
     Run,
     RunExistsError,

@@ -63,7 +63,7 @@ from rkdo.training.rundir import (
     truncate_metrics,
 )
 
-__all__ = ["TrainingError", "Interrupted", "train"]
+__all__ = ["TrainingError", "train"]
 
 
 class TrainingError(RuntimeError):

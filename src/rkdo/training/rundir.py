@@ -41,7 +41,7 @@ from rkdo.training.components import Components
 from rkdo.training.config import EXECUTION_FIELDS, TrainConfig
 
 __all__ = [
-    "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE", "FIELDS_FILE",
+    "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE",
     "TENSORBOARD_DIR", "RunExistsError", "RunLock", "Run", "check_out_dir",
     "check_writable",
     "start_run", "save_config", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
