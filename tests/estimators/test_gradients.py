@@ -160,3 +160,14 @@ def test_repulsion_exact_for_few_points_at_any_span() -> None:
     r_fft, z_fft = repulsion(y)
     assert float(z_fft) == pytest.approx(float(w.sum() - 50), rel=1e-12)
     torch.testing.assert_close(r_fft, ((w * w)[:, :, None] * diff).sum(1), rtol=1e-10, atol=0)
+
+
+def test_fused_attraction_equals_torch_path(digits: np.ndarray) -> None:
+    affinity = joint_sparse(digits, 10.0, 30, 0)
+    y = torch.randn(affinity.n, 2, generator=torch.Generator().manual_seed(4)) * 5
+    fused = SparseCost(affinity, 0.7, torch.device("cpu"))
+    plain = SparseCost(affinity, 0.7, torch.device("cpu"))
+    plain._fused = False
+    (kl_f, grad_f), (kl_p, grad_p) = fused.gradient(y, 3.0), plain.gradient(y, 3.0)
+    assert kl_f == pytest.approx(kl_p, rel=1e-5)
+    torch.testing.assert_close(grad_f, grad_p, rtol=1e-4, atol=1e-9)

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from rkdo.estimators._affinity import SparseJoint
+from rkdo.estimators._attraction import attraction
 from rkdo.estimators._interpolation import repulsion
 from rkdo.functional import log_mix
 from rkdo.kernels import LearnedKernel
@@ -104,52 +106,70 @@ class DenseCost:
 
 
 class SparseCost:
-    """t-SNE with a sparse joint ``P`` and interpolated repulsion (module docstring)."""
+    """t-SNE with a sparse joint ``P`` and interpolated repulsion (module docstring).
+
+    On the CPU the attraction is one fused pass (:mod:`rkdo.estimators._attraction`), elsewhere
+    torch's gathers and scatters; the two agree to rounding.
+    """
 
     def __init__(self, affinity: SparseJoint, dof: float, device: torch.device,
                  dtype: torch.dtype = torch.float32) -> None:
         values = torch.from_numpy(affinity.values).to(dtype)
-        keep = values > 0.0  # float32 underflow: these edges exert no force in float32
-        self.rows = torch.from_numpy(affinity.rows)[keep].to(device)
-        self.cols = torch.from_numpy(affinity.cols)[keep].to(device)
-        self.values = values[keep].to(device)
+        keep = (values > 0.0).numpy()  # float32 underflow: no force in float32
+        order = np.lexsort((affinity.cols[keep], affinity.rows[keep]))  # by row, then column
+        rows, cols = affinity.rows[keep][order], affinity.cols[keep][order]
+        self.rows = torch.from_numpy(rows).to(device)
+        self.cols = torch.from_numpy(cols).to(device)
+        self.values = values[torch.from_numpy(keep)][torch.from_numpy(order)].to(device)
         self.values0 = self.values
         self.entropy0 = affinity.entropy_term()
         self.n = affinity.n
         self.dof = float(dof)
-        self._q: Tensor | None = None
+        self._fused = torch.device(device).type == "cpu"
+        self._starts = np.searchsorted(rows, np.arange(self.n + 1)).astype(np.int64)
+        self._cols32 = cols.astype(np.int32)
+        self._last: tuple[Tensor, Tensor] | None = None
 
     def _edges(self, y: Tensor) -> tuple[Tensor, Tensor]:
         diff = y[self.rows] - y[self.cols]
         base = (1.0 + diff.square().sum(-1) / self.dof).reciprocal()
         return diff, base
 
-    def _kl(self, values: Tensor, base: Tensor, z: Tensor) -> float:
-        log_w = 0.5 * (self.dof + 1.0) * torch.log(base)
-        cross = 2.0 * float((values * log_w).sum())
+    def _entropy(self, values: Tensor) -> float:
         if values is self.values0:
-            entropy = self.entropy0
-        else:  # the teacher's P: 0 log 0 = 0
-            entropy = 2.0 * float(torch.special.xlogy(values, values).sum())
-        return entropy - cross + float(torch.log(z))
+            return self.entropy0
+        return 2.0 * float(torch.special.xlogy(values, values).sum())  # the teacher's P
+
+    def _attraction(self, y: Tensor, values: Tensor, exaggeration: float) -> tuple[Tensor, float]:
+        """``(A, C)`` of :mod:`rkdo.estimators._attraction`."""
+        if self._fused:
+            force, cross = attraction(np.ascontiguousarray(y.detach().numpy()), self._starts,
+                                      self._cols32,
+                                      values.numpy(), self.dof, exaggeration)
+            return torch.from_numpy(force), cross
+        diff, base = self._edges(y)
+        force = (exaggeration * values * base)[:, None] * diff
+        out = torch.zeros_like(y).index_add_(0, self.rows, force)
+        out.index_add_(0, self.cols, -force)
+        return out, 0.5 * (self.dof + 1.0) * float((values * torch.log(base)).sum())
 
     def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
-        diff, base = self._edges(y)
-        force = (exaggeration * self.values * base)[:, None] * diff
-        attraction = torch.zeros_like(y).index_add_(0, self.rows, force)
-        attraction.index_add_(0, self.cols, -force)
+        pull, cross = self._attraction(y, self.values, exaggeration)
         r, z = repulsion(y, dof=self.dof)
         scale = 2.0 * (self.dof + 1.0) / self.dof
-        self._q = (base.pow(0.5 * (self.dof + 1.0)) / z).detach()
-        return self._kl(self.values, base, z), scale * (attraction - r / z)
+        self._last = (y.detach(), z.detach())
+        kl = self._entropy(self.values) - 2.0 * cross + float(torch.log(z))
+        return kl, scale * (pull - r / z)
 
     def static_kl(self, y: Tensor) -> float:
         with torch.no_grad():
-            _, base = self._edges(y)
+            _, cross = self._attraction(y, self.values0, 1.0)
             _, z = repulsion(y, dof=self.dof)
-            return self._kl(self.values0, base, z)
+            return self.entropy0 - 2.0 * cross + float(torch.log(z))
 
     def teacher_step(self, alpha: float) -> None:
-        if alpha > 0.0 and self._q is not None:
-            mixed = (1.0 - alpha) * self.values + alpha * self._q
+        if alpha > 0.0 and self._last is not None:
+            y, z = self._last
+            q = self._edges(y)[1].pow(0.5 * (self.dof + 1.0)) / z
+            mixed = (1.0 - alpha) * self.values + alpha * q
             self.values = mixed / (2.0 * mixed.sum())
