@@ -51,3 +51,16 @@ def test_missing_duration_says_so(tmp_path: Path, duration: int) -> None:
     store = _store(tmp_path, {("supcon.sym0", 0): {"clean_probe": 0.7}})
     assert "No finished label-noise cells after 4 epochs" in build_noise_report(
         store, durations=(duration,))
+
+
+def test_figure_is_written(tmp_path: Path) -> None:
+    from rkdo.bench.report.noise import noise_figure
+
+    rows = {}
+    for seed in range(3):
+        rows[("supcon.sym20", seed)] = {"clean_probe": 0.7 + 0.01 * seed, "knn_noisy_20": 0.6}
+        rows[("supcon-temporal.sym20", seed)] = {"clean_probe": 0.72 + 0.005 * seed,
+                                                 "knn_noisy_20": 0.61 + 0.01 * seed}
+    values = noise_values(_store(tmp_path, rows), 5)
+    path = noise_figure(values, tmp_path / "noise.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
