@@ -13,7 +13,8 @@ per-seed values ``m(teacher, seed)`` and reports
 
 Metrics: ``clean_probe`` (representation: linear probe on clean labels), ``knn_noisy_20``
 (what a user with only the noisy labels gets), ``head_acc`` (the cross-entropy rows' own
-classifier). A comparison with fewer than 2 paired seeds has no CI and says so.
+classifier). A comparison with fewer than 2 paired seeds has no CI and says so. A difference is
+marked when its bootstrap CI excludes zero and its paired t-test p < 0.05.
 """
 
 from __future__ import annotations
@@ -73,14 +74,18 @@ def noise_values(store: str | os.PathLike[str], duration: int) -> Values:
 
 
 def _paired(a: dict[int, float], b: dict[int, float]) -> tuple[str, str, str, int, bool]:
-    """(mean difference, 95% CI, t-test p, n, CI excludes zero) of ``a - b`` over common seeds."""
+    """(mean difference, 95% CI, t-test p, n, significant) of ``a - b`` over common seeds;
+    significant: the bootstrap CI excludes zero *and* the paired t-test gives p < 0.05 (at 5
+    seeds the percentile bootstrap interval alone is too narrow to carry a verdict)."""
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         return "n/a", "n/a (fewer than 2 seeds)", "n/a", len(seeds), False
     result = paired_comparison([a[s] for s in seeds], [b[s] for s in seeds])
     ci = f"[{result.ci[0]:+.4f}, {result.ci[1]:+.4f}]" if result.ci else "n/a"
     p = f"{result.t_pvalue:.3g}" if result.t_pvalue is not None else result.t_note
-    return f"{result.mean_diff:+.4f}", ci, p, len(seeds), result.ci_excludes_zero
+    significant = result.ci_excludes_zero and result.t_pvalue is not None and \
+        result.t_pvalue < 0.05
+    return f"{result.mean_diff:+.4f}", ci, p, len(seeds), significant
 
 
 def _mean_sd(values: dict[int, float]) -> str:
@@ -114,7 +119,7 @@ def recursion_table(values: Values, metrics: tuple[str, ...] = ("clean_probe", "
             cells, n = [], 0
             for metric in metrics:
                 diff, ci, p, n, excludes = _paired(mine.get(metric, {}), static.get(metric, {}))
-                mark = " **CI excludes 0**" if excludes else ""
+                mark = " **CI excludes 0, p < 0.05**" if excludes else ""
                 cells.append(f"{diff} {ci}, p = {p}{mark}")
             lines.append(f"| {_CONDITIONS.get(condition, condition)} | {_name(teacher)} | "
                          + " | ".join(cells) + f" | {n} |")
@@ -152,7 +157,8 @@ def _against_static(values: Values, condition: str) -> list[str]:
                 cells.append("-")
                 continue
             diff, ci, p, _, excludes = _paired(metrics[metric], static.get(metric, {}))
-            cells.append(f"{diff} {ci}, p = {p}" + (" **CI excludes 0**" if excludes else ""))
+            mark = " **CI excludes 0, p < 0.05**" if excludes else ""
+            cells.append(f"{diff} {ci}, p = {p}{mark}")
         lines.append(f"| {_name(teacher)} | " + " | ".join(cells) + " |")
     return lines
 
