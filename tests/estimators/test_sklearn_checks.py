@@ -14,6 +14,18 @@ ESTIMATORS = [
 ]
 
 
-@parametrize_with_checks(ESTIMATORS)
+_PLACEMENT = ("transform places new points against the fixed embedding (openTSNE's "
+              "semantics); it does not reproduce fit_transform's joint embedding of the "
+              "training points")
+
+
+def _expected_failures(estimator) -> dict[str, str]:
+    if isinstance(estimator, NeighbourEmbedding) and not estimator.parametric:
+        return {"check_transformer_general": _PLACEMENT,
+                "check_transformer_data_not_an_array": _PLACEMENT}
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible(estimator, check) -> None:
     check(estimator)

@@ -149,7 +149,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``embed`` and ``cluster`` on the ``rkdo`` command's ``subparsers``."""
     from rkdo.estimators.clustering import AFFINITIES
-    from rkdo.estimators.embedding import METHODS, OBJECTIVES
+    from rkdo.estimators.embedding import OBJECTIVES, SOLVERS
     from rkdo.schedules import ALPHA_SCHEDULES
 
     embed = subparsers.add_parser("embed", help="2-D neighbour embedding (t-SNE, SNE, InfoNCE)",
@@ -157,7 +157,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(embed)
     embed.add_argument("--plot", default=None, help="also draw the embedding into this PNG")
     embed.add_argument("--objective", choices=OBJECTIVES, default="tsne")
-    embed.add_argument("--method", choices=METHODS, default="auto",
+    embed.add_argument("--method", choices=SOLVERS, default="auto",
                        help="exact (all pairs) or fft (k-NN P, interpolated repulsion)")
     embed.add_argument("--perplexity", type=float, default=30.0)
     embed.add_argument("--max-iter", type=int, default=750)
