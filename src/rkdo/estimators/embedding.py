@@ -63,8 +63,8 @@ from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
 from rkdo.estimators._affinity import SparseJoint
-from rkdo.estimators._memory import check_dense_fits
 from rkdo.estimators._gradients import DenseCost, SparseCost
+from rkdo.estimators._memory import check_dense_fits
 from rkdo.estimators._placement import median_start, place
 from rkdo.estimators._sampling import sampled_embedding
 from rkdo.estimators.affinities import Affinity, PerplexityBased, conditional, joint
