@@ -62,7 +62,10 @@ def all_pairs(x, metric: str | Callable, metric_params: dict | None,
         d = np.array(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
         check_distances(d, "precomputed distances")
     else:
-        d = pairwise_distances(x, metric=metric, n_jobs=n_jobs, **(metric_params or {}))
+        params = dict(metric_params or {})
+        if metric == "mahalanobis" and "V" in params:  # scipy's pairwise form takes VI only
+            params["VI"] = np.linalg.inv(params.pop("V"))
+        d = pairwise_distances(x, metric=metric, n_jobs=n_jobs, **params)
         d = np.asarray(d, dtype=np.float64)
         check_distances(d, f"distances of metric {metric!r}")
     d = np.square(d)
