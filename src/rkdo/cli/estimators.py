@@ -5,14 +5,24 @@
 
 ``DATA`` is a dataset name (``digits``, ``fashion-mnist``: train and test splits together,
 pixels in [0, 1]), a ``.npy`` or ``.csv`` file of one row per point, or a run directory (the
-trained encoder's backbone features of its test split). Features wider than ``--pca``
-dimensions are reduced by PCA first (embed only; 50 by default, 0 keeps them).
+trained encoder's backbone features of its test split). A CSV has a header exactly when every
+field of its first line is non-numeric; errors name the file's own line number. Every option's
+default is the estimator's own (``get_params()``), never a copy. Inputs are multiplied by a power
+of two (exact) that brings their largest magnitude near one: both estimators are invariant to a
+global scale, and data of magnitude 1e200 or 1e-200 would otherwise overflow or underflow.
+Outputs are checked for writability before any computing; an interrupted command writes nothing.
 ``add_parser(subparsers)`` registers both commands on the ``rkdo`` parser.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import math
+import os
+import signal
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +30,83 @@ import numpy as np
 __all__ = ["add_parser", "load_features"]
 
 _NAMES = ("digits", "fashion-mnist")
+_MIN_POINTS = 4
+
+_EMBED = ("Embed the rows of DATA in 2-D with a neighbour embedding: t-SNE (default), SNE, "
+          "InfoNCE or NEG, static or with the recursive teacher (--alpha). DATA is digits, "
+          "fashion-mnist, a .npy or .csv file (one row per point) or a run directory (its "
+          "encoder's features). Features wider than --pca dimensions are reduced by PCA "
+          "first. Writes an (n, 2) .npy and, with --plot, a scatter plot.")
+_CLUSTER = ("Cluster the rows of DATA with I-Con's kernel clustering: soft assignments fitted "
+            "to a k-nearest-neighbour graph, optionally debiased or with a recursive sharpened "
+            "target (--alpha). DATA is digits, fashion-mnist, a .npy or .csv file (one row per "
+            "point) or a run directory. Writes the (n,) labels as .npy and, when DATA has "
+            "labels, prints NMI and ARI.")
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """Rows of floats; a header when every field of the first line is non-numeric."""
+    with open(path, newline="") as handle:
+        lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1)
+                 if row and any(field.strip() for field in row)]
+    if not lines:
+        raise ValueError(f"{path} holds no rows")
+    first_number, first = lines[0]
+    if all(not _is_number(field) for field in first):
+        lines = lines[1:]  # a header: its fields are names, not numbers
+    if not lines:
+        raise ValueError(f"{path} holds a header and no rows")
+    width = len(lines[0][1])
+    rows = []
+    for number, fields in lines:
+        if len(fields) != width:
+            raise ValueError(f"{path}:{number}: {len(fields)} fields where line "
+                             f"{lines[0][0]} has {width} (a stray or trailing comma?)")
+        try:
+            rows.append(np.array(fields, dtype=np.float64))
+        except ValueError:
+            bad = next(i for i, field in enumerate(fields) if not _is_number(field))
+            raise ValueError(f"{path}:{number}: field {bad + 1} ({fields[bad]!r}) is not a "
+                             "number") from None
+    array = np.vstack(rows)
+    _check_finite(array, path, [number for number, _ in lines])
+    return array
+
+
+def _check_finite(array: np.ndarray, path: Path, line_numbers: list[int] | None = None) -> None:
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        where = (f"line {line_numbers[bad[0]]}" if line_numbers is not None
+                 else f"row {bad[0]} (0-based)")
+        raise ValueError(f"{path}: {where} holds NaN or infinite values ({bad.size} rows in "
+                         "all); remove or impute them")
 
 
 def _read_table(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
+    if path.suffix == ".csv":
+        return _read_csv(path)
+    try:
         array = np.load(path, allow_pickle=False)
-    else:
-        try:
-            array = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            array = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)  # a header row
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npy array ({error.__class__.__name__}); "
+                         "save it with numpy.save") from None
+    if np.iscomplexobj(array):
+        raise ValueError(f"{path} holds complex numbers; embed real features (e.g. stack the "
+                         "real and imaginary parts as columns)")
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{path} must hold a 2-D numeric array (one row per point), "
                          f"got shape {array.shape} of {array.dtype}")
-    return array.astype(np.float64)
+    array = array.astype(np.float64)
+    _check_finite(array, path)
+    return array
 
 
 def _run_features(path: Path, device: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +146,37 @@ def load_features(data: str, *, device: str = "cpu") -> tuple[np.ndarray, np.nda
                      f"directory; got {data!r}")
 
 
-def _subsample(x: np.ndarray, labels: np.ndarray | None, limit: int | None, seed: int):
-    if limit is None or len(x) <= limit:
-        return x, labels
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
-    return x[chosen], None if labels is None else labels[chosen]
+def _unit_scale(x: np.ndarray) -> np.ndarray:
+    """``x`` times the power of two that puts its largest magnitude in [0.5, 1)."""
+    largest = float(np.max(np.abs(x))) if x.size else 0.0
+    if largest == 0.0 or not math.isfinite(largest):
+        return x
+    return np.ldexp(x, -math.frexp(largest)[1])
+
+
+def _prepared(args: argparse.Namespace, command: str):
+    x, labels = load_features(args.data, device=args.device)
+    if len(x) < _MIN_POINTS:
+        raise ValueError(f"too few points: {args.data} has {len(x)} rows; {command} needs at "
+                         f"least {_MIN_POINTS}")
+    if args.max_points is not None and len(x) > args.max_points:
+        chosen = np.sort(np.random.default_rng(args.seed).permutation(len(x))[:args.max_points])
+        x, labels = x[chosen], None if labels is None else labels[chosen]
+    return _unit_scale(x), labels
+
+
+def _check_writable(path: str | None, flag: str) -> None:
+    """Refuse an output that cannot be written, before any work."""
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: folder {folder} is not writable; choose a writable "
+                         "location")
+    if Path(path).is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
 
 
 def _save(path: str, array: np.ndarray) -> None:
@@ -86,20 +185,61 @@ def _save(path: str, array: np.ndarray) -> None:
     atomic_writer(path, lambda tmp: np.save(tmp, array), suffix=".npy")
 
 
+def _interruptible(name: str):
+    """Turn Ctrl-C into rkdo's interrupt with this command's own message."""
+    from rkdo.training import Interrupted
+
+    def wrap(function):
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return function(args)
+            except KeyboardInterrupt as error:
+                if isinstance(error, Interrupted):
+                    raise
+                raise Interrupted(signal.SIGINT, f"interrupted; nothing was written (outputs "
+                                  f"are written only when the {name} is complete); rerun the "
+                                  "command to start again") from None
+        return run
+    return wrap
+
+
+def _fit_reporting_warnings(command: str, fit):
+    """Run ``fit()``; each warning becomes one ``rkdo COMMAND: warning: ...`` line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit()
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            print(f"rkdo {command}: warning: {warning.message}", file=sys.stderr)
+    return result
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+def _check_device(name: str) -> None:
+    from rkdo.distributed import resolve_device
+
+    resolve_device(name)
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     from sklearn.decomposition import PCA
 
     from rkdo.estimators import NeighbourEmbedding
 
-    x, labels = _subsample(*load_features(args.data, device=args.device), args.max_points,
-                           args.seed)
-    if args.pca and x.shape[1] > args.pca:
+    _check_device(args.device)
+    _check_writable(args.out, "--out")
+    _check_writable(args.plot, "--plot")
+    x, labels = _prepared(args, "embed")
+    if args.pca and x.shape[1] > args.pca and len(x) > args.pca:
         x = PCA(args.pca, random_state=args.seed).fit_transform(x)
     model = NeighbourEmbedding(objective=args.objective, perplexity=args.perplexity,
                                method=args.method, max_iter=args.max_iter, alpha=args.alpha,
                                alpha_schedule=args.alpha_schedule, random_state=args.seed,
-                               device=args.device, verbose=args.verbose)
-    embedding = model.fit_transform(x)
+                               device=args.device, verbose=_progress(args))
+    embedding = _fit_reporting_warnings("embed", lambda: model.fit_transform(x))
     _save(args.out, embedding)
     print(f"wrote {args.out}: {embedding.shape[0]} points, KL {model.kl_divergence_:.4f} "
           f"({model.method_})")
@@ -117,13 +257,20 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 
     from rkdo.estimators import KernelClustering
 
-    x, labels = _subsample(*load_features(args.data, device=args.device), args.max_points,
-                           args.seed)
+    _check_device(args.device)
+    _check_writable(args.out, "--out")
+    x, labels = _prepared(args, "cluster")
+    if args.n_neighbors > len(x) - 1:
+        print(f"rkdo cluster: warning: --n-neighbors {args.n_neighbors} is more than the "
+              f"{len(x) - 1} other points; using {len(x) - 1}", file=sys.stderr)
+    if args.n_clusters > len(x):
+        raise ValueError(f"--n-clusters {args.n_clusters} exceeds the {len(x)} points")
     model = KernelClustering(n_clusters=args.n_clusters, affinity=args.affinity,
-                             n_neighbors=args.n_neighbors, debias_p=args.debias_p,
-                             debias_q=args.debias_q, alpha=args.alpha, random_state=args.seed,
-                             device=args.device, verbose=args.verbose)
-    assigned = model.fit_predict(x)
+                             n_neighbors=min(args.n_neighbors, len(x) - 1),
+                             debias_p=args.debias_p, debias_q=args.debias_q, alpha=args.alpha,
+                             random_state=args.seed, device=args.device,
+                             verbose=_progress(args))
+    assigned = _fit_reporting_warnings("cluster", lambda: model.fit_predict(x))
     _save(args.out, assigned)
     line = f"wrote {args.out}: {len(assigned)} points in {len(np.unique(assigned))} clusters"
     if labels is not None:
@@ -133,45 +280,111 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+# -- argument types: each refuses what the help text rules out --------------------------------
+
+def _integer(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _real(low: float, high: float | None = None, *, low_open: bool = False,
+          high_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or too_low or too_high:
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            interval = f"{left}{low:g}, {'inf' if high is None else f'{high:g}'}{right}"
+            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text}")
+        return value
+    return parse
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, unless the help already says it or it is required."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.required:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def _common(parser: argparse.ArgumentParser, defaults: dict, what: str) -> None:
     parser.add_argument("data", metavar="DATA",
                         help="digits, fashion-mnist, a .npy/.csv file or a run directory")
-    parser.add_argument("--out", required=True, help="output .npy file")
-    parser.add_argument("--max-points", type=int, default=None,
-                        help="embed a random subset of this many points")
-    parser.add_argument("--alpha", type=float, default=0.0,
-                        help="recursive teacher / target weight in [0, 1) (0: static I-Con)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--verbose", action="store_true", help="show a progress bar")
+    parser.add_argument("--out", required=True,
+                        help=f"output .npy file of the {what} (required)")
+    parser.add_argument("--max-points", type=_integer(_MIN_POINTS), default=None,
+                        help="use a random subset of this many points (default: all)")
+    parser.add_argument("--alpha", type=_real(0.0, 1.0, high_open=True),
+                        default=defaults["alpha"],
+                        help="recursive teacher / target weight in [0, 1); 0 is static I-Con")
+    parser.add_argument("--seed", type=_integer(0), default=0,
+                        help="random seed of the estimator and of --max-points")
+    parser.add_argument("--device", default=defaults["device"],
+                        help="torch device: cpu, cuda or cuda:N")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: on when stderr is a terminal)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``embed`` and ``cluster`` on the ``rkdo`` command's ``subparsers``."""
+    from rkdo.estimators import KernelClustering, NeighbourEmbedding
     from rkdo.estimators.clustering import AFFINITIES
     from rkdo.estimators.embedding import OBJECTIVES, SOLVERS
     from rkdo.schedules import ALPHA_SCHEDULES
 
+    formatter = _Formatter
+    embedding = NeighbourEmbedding().get_params()
     embed = subparsers.add_parser("embed", help="2-D neighbour embedding (t-SNE, SNE, InfoNCE)",
-                                  description=__doc__.split("\n\n")[0])
-    _common(embed)
-    embed.add_argument("--plot", default=None, help="also draw the embedding into this PNG")
-    embed.add_argument("--objective", choices=OBJECTIVES, default="tsne")
-    embed.add_argument("--method", choices=SOLVERS, default="auto",
-                       help="exact (all pairs) or fft (k-NN P, interpolated repulsion)")
-    embed.add_argument("--perplexity", type=float, default=30.0)
-    embed.add_argument("--max-iter", type=int, default=750)
-    embed.add_argument("--alpha-schedule", choices=ALPHA_SCHEDULES, default="constant")
-    embed.add_argument("--pca", type=int, default=50,
+                                  description=_EMBED, formatter_class=formatter)
+    _common(embed, embedding, "embedding")
+    embed.add_argument("--plot", default=None,
+                       help="also draw the embedding into this PNG (default: no plot)")
+    embed.add_argument("--objective", choices=OBJECTIVES, default=embedding["objective"],
+                       help="what the embedding minimises")
+    embed.add_argument("--method", choices=SOLVERS, default=embedding["method"],
+                       help="solver: exact (all pairs), fft (k-NN P, interpolated "
+                            "repulsion), sampled (negative sampling); auto picks by size")
+    embed.add_argument("--perplexity", type=_real(0.0, low_open=True),
+                       default=embedding["perplexity"],
+                       help="effective number of neighbours (lowered, with a warning, when "
+                            "there are too few points)")
+    embed.add_argument("--max-iter", type=_integer(1), default=embedding["max_iter"],
+                       help="optimisation steps")
+    embed.add_argument("--alpha-schedule", choices=ALPHA_SCHEDULES,
+                       default=embedding["alpha_schedule"], help="schedule of --alpha")
+    embed.add_argument("--pca", type=_integer(0), default=50,
                        help="reduce wider features to this many PCA dimensions first (0: off)")
-    embed.set_defaults(func=_cmd_embed)
+    embed.set_defaults(func=_interruptible("embedding")(_cmd_embed))
 
+    clustering = KernelClustering().get_params()
     cluster = subparsers.add_parser("cluster", help="I-Con kernel clustering",
-                                    description=__doc__.split("\n\n")[0])
-    _common(cluster)
-    cluster.add_argument("--n-clusters", type=int, default=10)
-    cluster.add_argument("--affinity", choices=AFFINITIES, default="knn")
-    cluster.add_argument("--n-neighbors", type=int, default=10)
-    cluster.add_argument("--debias-p", type=float, default=0.0)
-    cluster.add_argument("--debias-q", type=float, default=0.0)
-    cluster.set_defaults(func=_cmd_cluster)
+                                    description=_CLUSTER, formatter_class=formatter)
+    _common(cluster, clustering, "cluster labels")
+    cluster.add_argument("--n-clusters", type=_integer(1), default=clustering["n_clusters"],
+                         help="number of clusters")
+    cluster.add_argument("--affinity", choices=AFFINITIES, default=clustering["affinity"],
+                         help="neighbour graph: knn (uniform) or gaussian (perplexity)")
+    cluster.add_argument("--n-neighbors", type=_integer(1), default=clustering["n_neighbors"],
+                         help="neighbours per point (at most n - 1; larger values are "
+                              "lowered with a warning)")
+    cluster.add_argument("--debias-p", type=_real(0.0, 1.0, high_open=True),
+                         default=clustering["debias_p"],
+                         help="uniform leak of the neighbour graph, in [0, 1)")
+    cluster.add_argument("--debias-q", type=_real(0.0, 1.0, high_open=True),
+                         default=clustering["debias_q"],
+                         help="uniform leak of the clustering kernel, in [0, 1)")
+    cluster.set_defaults(func=_interruptible("clustering")(_cmd_cluster))

@@ -62,6 +62,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
+from rkdo.distributed import resolve_device
 from rkdo.estimators._affinity import SparseJoint
 from rkdo.estimators._gradients import DenseCost, SparseCost
 from rkdo.estimators._memory import check_dense_fits
@@ -92,25 +93,6 @@ def _mlp(n_features: int, hidden: tuple[int, ...], n_components: int) -> nn.Sequ
         width = size
     layers.append(nn.Linear(width, n_components))
     return nn.Sequential(*layers)
-
-
-def _device(name: str) -> torch.device:
-    """``name`` as a torch device this machine has, else one clear ``ValueError``."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; choose cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device {name!r} requested but no CUDA device is available; "
-                             "use device='cpu'")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"device {name!r} requested but this machine has {count} CUDA "
-                             f"device(s): cuda:0 to cuda:{count - 1}")
-    return device
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
@@ -247,7 +229,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         "callbacks": _optional(_callbacks),
         "n_jobs": _optional(_n_jobs),
         "random_state": lambda name, value: value,
-        "device": lambda name, value: _device(value),
+        "device": lambda name, value: resolve_device(value),
         "verbose": lambda name, value: bool(value),
     }
 
@@ -328,7 +310,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             way_out = {"tsne": "use method='fft' (t-SNE in 2-D) or fewer points",
                        "infonce": "use method='sampled' (InfoNCE in 2-D) or fewer points"}.get(
                 self.objective, "use objective='tsne' with method='fft', or fewer points")
-            check_dense_fits(n, _device(self.device),
+            check_dense_fits(n, resolve_device(self.device),
                              f"method='exact' (objective={self.objective!r})", way_out)
         if not isinstance(self.init, str):
             init = np.asarray(self.init)
@@ -558,7 +540,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     def _fit(self, x, affinities: Affinity | None, solver: str) -> np.ndarray:
         rng = check_random_state(self.random_state)
         self._seed = int(rng.randint(2**31 - 1))
-        device = _device(self.device)
+        device = resolve_device(self.device)
         affinity = affinities if affinities is not None else self._fit_affinity(x, solver)
         self.affinity_ = affinity
         if hasattr(affinity, "effective_perplexity_"):
