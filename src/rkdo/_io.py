@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import stat
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -84,16 +85,27 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{path} is not valid JSON ({error}); restore or remove it") from None
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The records of a JSON-lines file (none if it does not exist; blank lines skipped)."""
+def read_jsonl(path: str | os.PathLike[str], *, drop_torn_last: bool = False
+               ) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file (none if it does not exist; blank lines skipped).
+
+    ``drop_torn_last``: a last line that is not JSON (a crash while it was appended) is dropped
+    with a warning instead of refused; any other bad line is a ``ValueError`` naming it.
+    """
     path = Path(path)
     if not path.exists():
         return
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    lines = path.read_text().splitlines()
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+    for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as error:
+                if drop_torn_last and number == last:
+                    warnings.warn(f"{path}:{number}: ignoring a torn last line (left by a crash "
+                                  "while it was written)", stacklevel=2)
+                    return
                 raise ValueError(
                     f"{path}:{number} is not a JSON record ({error}); remove that line"
                 ) from None

@@ -173,7 +173,7 @@ def test_resume_applies_more_epochs_and_refuses_other_flags_by_name(
     capsys.readouterr()
     assert main(["train", "--resume", run, "--lr", "0.1", "--detach-teacher"]) == 2
     assert "--detach-teacher, --lr cannot change when resuming" in _one_line(capsys)
-    assert main(["train", "--resume", run, "--epochs", "2", "--no-progress"]) == 0
+    assert main(["train", "--resume", run, "--epochs", "2", "--no-progress", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epoch"] == 2
     assert main(["eval", run, "--probe-train-size", "0"]) == 2
     assert "--probe-train-size must be an integer >= 1, got 0" in _one_line(capsys)

@@ -91,3 +91,16 @@ def test_version_and_option_typos_need_no_torch() -> None:
                             capture_output=True, text=True, env=ENV, timeout=300)
     assert "unrecognized arguments: --nosuch" in result.stderr
     assert result.stdout.split()[-1] == "NO-TORCH"
+
+
+def test_bench_help_lists_every_shipped_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    from rkdo.bench.grid import shipped_grids
+    from rkdo.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    listed = capsys.readouterr().out.split("shipped grids", 1)[1]
+    names = shipped_grids()
+    assert len(names) >= 5
+    for name in names:
+        assert f"\n  {name} " in listed, name

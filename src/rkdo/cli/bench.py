@@ -167,10 +167,26 @@ grid file (TOML):
   method = "rkdo"                  that cannot run here (e.g. lightly missing)
   depth = 3
 
-shipped grids: paper (the paper's CIFAR/STL grid), fashion-cpu (~30 min on 2 idle
-CPU cores), digits-smoke (seconds); `rkdo bench --list` describes them.
 example: rkdo bench digits-smoke --out runs/smoke
+
+shipped grids (`rkdo bench --list` prints their whole descriptions):
 """
+
+
+def _shipped_grids() -> str:
+    """One line per grid file that ships with rkdo, read without importing torch."""
+    import rkdo
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    lines = []
+    for path in sorted((Path(rkdo.__file__).parent / "bench" / "grids").glob("*.toml")):
+        description = tomllib.loads(path.read_text()).get("description", "")
+        lines.append(f"  {path.stem:15s}" + textwrap.shorten(str(description), 61,
+                                                             placeholder=" ..."))
+    return "\n".join(lines)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -192,7 +208,7 @@ def _add_bench(subparsers: Any) -> None:
             "the grid goes on. A store made by another grid is refused. report.md and "
             "figures are written to DIR at the end.", 78),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_GRID_FORMAT,
+        epilog=_GRID_FORMAT + _shipped_grids(),
     )
     bench.add_argument("grid", nargs="?",
                        help="a grid TOML file, or the name of a shipped grid")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+from pathlib import Path
 from typing import Any
 
 from rkdo._validation import check_int
@@ -112,8 +114,43 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return TrainConfig(**values)
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal unless ``--no-progress`` (never into a file or a pipe)."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
+# the summary printed at the end of `rkdo train` and by `rkdo eval`: label, key
+_SUMMARY = (
+    ("linear probe acc", "linear_probe"),
+    ("20-NN acc", "knn_acc_20"),
+    ("200-NN acc (weighted)", "knn_acc_200"),
+    ("5-NN same-label share", "neighbourhood_acc_5"),
+    ("k-means NMI", "nmi"),
+    ("k-means ARI", "ari"),
+    ("k-means accuracy", "cluster_acc"),
+    ("held-out I-Con loss", "heldout_icon_loss"),
+    ("paper: linear probe acc", "paper_linear_probe"),
+    ("paper: k-means NMI", "paper_nmi"),
+    ("paper: k-means ARI", "paper_ari"),
+    ("paper: 5-NN same-label share", "paper_neighbourhood_acc_5"),
+    ("evaluation time (s)", "eval_seconds"),
+)
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A short table of an evaluation's numbers, the adapted sizes it used after them."""
+    rows = [(label, result[key]) for label, key in _SUMMARY if key in result]
+    known = {key for _, key in _SUMMARY} | {"epoch", "step"}
+    rows += [(key, value) for key, value in result.items() if key not in known]
+    if not rows:
+        return "(no evaluation: --eval-protocol none)"
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label:<{width}}  {value:.4f}" if isinstance(value, float)
+                     else f"  {label:<{width}}  {value}" for label, value in rows)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from rkdo.training import train
+    from rkdo.training import read_config, run_is_complete, train
 
     for chosen in ("recipe", "config"):
         if args.resume and getattr(args, chosen):
@@ -126,38 +163,76 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.resume or args.out
     if out is None:
         raise ValueError("give --out DIR for a new run, or --resume DIR to continue one")
-    progress = not args.no_progress
+    progress = _progress(args)
     if args.resume:
         changes = {name: getattr(args, name) for name in sorted(getattr(args, "given", ()))}
+        complete = run_is_complete(out, changes)
         result = train(None, out, resume=True, changes=changes, progress=progress,
                        checkpoint_minutes=args.checkpoint_minutes)
     else:
-        result = train(config_from_args(args), out, overwrite=args.overwrite, progress=progress,
-                       checkpoint_minutes=args.checkpoint_minutes)
-    if result:
-        print_json(result)
-    return 0
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from rkdo.evaluation import evaluate
-    from rkdo.training import load_run
-    from rkdo.vision.augment import TwoViews
-
-    if args.probe_train_size is not None:
-        check_int("--probe-train-size", args.probe_train_size, low=1)
-    run = load_run(args.run, device=args.device)
-    result = evaluate(run.model, run.data,
-                      TwoViews(run.config.resolved_image_size(), run.data.channels),
-                      protocol=args.protocol, projection=args.projection, seed=run.config.seed,
-                      device=args.device, probe_train_size=args.probe_train_size)
+        complete = False
+        config = config_from_args(args)
+        given = getattr(args, "given", set())
+        from_file = read_config_file(args.config) if args.config else {}
+        adapt = "batch_size" not in given and "batch_size" not in from_file and not (
+            args.recipe and "batch_size" in _recipe(args.recipe))
+        result = train(config, out, overwrite=args.overwrite, progress=progress,
+                       checkpoint_minutes=args.checkpoint_minutes, adapt_batch_size=adapt)
     if args.json:
         print_json(result)
         return 0
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float)
-              else f"{key:<{width}}  {value}")
+    config = read_config(Path(out))
+    if complete:
+        print(f"{out}: the run is complete ({config.epochs} epochs); nothing to train. Its "
+              f"evaluation (eval.json); `--resume {out} --epochs N` trains it further:")
+    else:
+        print(f"{out}: {config.method} on {config.dataset}, {config.epochs} epochs, batch "
+              f"{config.batch_size}, seed {config.seed}; files: config.json, metrics.jsonl, "
+              "checkpoint.pt, eval.json")
+    print(format_summary(result))
+    return 0
+
+
+def _recipe(name: str) -> dict[str, Any]:
+    from rkdo.training.recipes import RECIPES
+
+    return RECIPES[name]
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rkdo.distributed import resolve_device
+    from rkdo.training import load_run, read_config
+    from rkdo.training.components import evaluate_parts
+
+    if args.probe_train_size is not None:
+        check_int("--probe-train-size", args.probe_train_size, low=1)
+    saved = read_config(Path(args.run)) if Path(args.run, "config.json").is_file() else None
+    device = args.device or (saved.device if saved is not None else "cpu")
+    run = load_run(args.run, device=device)
+    # the run's own settings unless a flag says otherwise: its eval.json comes back exactly
+    config = run.config
+    config = replace(
+        config,
+        eval_protocol=args.protocol or (config.eval_protocol if config.eval_protocol != "none"
+                                        else "full"),
+        eval_projection=args.projection or config.eval_projection,
+        probe_train_size=(args.probe_train_size if args.probe_train_size is not None
+                          else config.probe_train_size))
+    settings = (f"settings: protocol {config.eval_protocol}, "
+                f"{'projection' if config.eval_projection else 'backbone'} features, "
+                f"probe_train_size {config.probe_train_size}, image_size "
+                f"{config.resolved_image_size()}, crop_scale {config.crop_scale}, jitter "
+                f"{config.jitter}, seed {config.seed}, device {device} (the run's "
+                "config.json, unless a flag said otherwise)")
+    print(settings, file=sys.stderr if args.json else sys.stdout, flush=True)
+    result = evaluate_parts(run.model, run.parts, config, resolve_device(device),
+                            progress=_progress(args))
+    if args.json:
+        print_json(result)
+        return 0
+    print(format_summary(result))
     return 0
 
 
@@ -165,7 +240,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from rkdo.training.demo import run_demo
 
     run_demo(out=args.out, epochs=args.epochs, seed=args.seed, overwrite=True,
-             progress=not args.no_progress)
+             progress=_progress(args))
     return 0
 
 
@@ -181,7 +256,8 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=int, default=30, help="epochs per method (default: 30)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="no progress bars (they show only on a terminal anyway)")
     demo.set_defaults(func=_cmd_demo)
 
 
@@ -202,7 +278,10 @@ def _add_train(sub: Any) -> None:
                        help="continue the interrupted run in DIR (its saved config is used)")
     train.add_argument("--overwrite", action="store_true",
                        help="replace an existing run in --out")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bars (they show only on a terminal anyway)")
+    train.add_argument("--json", action="store_true",
+                       help="print the final evaluation as JSON instead of a table")
     train.add_argument("--checkpoint-minutes", type=float, default=5.0,
                        help="also write a checkpoint after this many minutes since the last "
                             "one (0: off; default: 5)")
@@ -221,20 +300,30 @@ def _add_eval(sub: Any) -> None:
     from rkdo.evaluation import PROTOCOLS
 
     evaluate = sub.add_parser(
-        "eval", help="evaluate a trained run",
+        "eval", help="evaluate a trained run (its own settings: eval.json again)",
         description="Linear probe, weighted k-NN (k=200, k=20), k-means NMI/ARI/accuracy, "
                     "neighbourhood accuracy and the held-out static I-Con loss of a run's "
-                    "frozen encoder on the whole test split.",
+                    "frozen encoder. Every setting comes from the run's config.json (protocol, "
+                    "features, probe subset, image size, augmentation, seed, device), so the "
+                    "numbers are the run's own eval.json unless a flag below says otherwise; "
+                    "the settings used are printed first.",
     )
     evaluate.add_argument("run", help="run directory written by `rkdo train`")
-    evaluate.add_argument("--protocol", default="full", choices=PROTOCOLS,
-                          help="full test split, the paper's ~700-image protocol, or both")
+    evaluate.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                          help="full test split, the paper's ~700-image protocol, or both "
+                               "(default: the run's --eval-protocol, full if it had none)")
     evaluate.add_argument("--projection", action="store_true",
-                          help="use the projection head's output instead of backbone features")
+                          help="use the projection head's output instead of backbone features "
+                               "(default: the run's --eval-projection)")
     evaluate.add_argument("--probe-train-size", type=int, default=None,
-                          help="subsample the training split for the linear probe")
-    evaluate.add_argument("--device", default="cpu", help="device (default: cpu)")
-    evaluate.add_argument("--json", action="store_true", help="print JSON")
+                          help="subsample the training split for the linear probe (default: "
+                               "the run's --probe-train-size)")
+    evaluate.add_argument("--device", default=None,
+                          help="auto, cpu or cuda[:N] (default: the run's --device)")
+    evaluate.add_argument("--no-progress", action="store_true",
+                          help="no progress bar (it shows only on a terminal anyway)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print JSON (the settings line then goes to stderr)")
     evaluate.set_defaults(func=_cmd_eval)
 
 

@@ -43,6 +43,8 @@ __all__ = [
     "PROTOCOLS",
     "FULL_METRICS",
     "PAPER_METRICS",
+    "FULL_STAGES",
+    "PAPER_STAGES",
     "extract_features",
     "heldout_icon_loss",
     "paper_protocol",
@@ -65,6 +67,34 @@ FULL_METRICS = (
 PAPER_METRICS = ("paper_linear_probe", "paper_nmi", "paper_ari", "paper_neighbourhood_acc_5")
 
 Augment = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
+
+# the stages each protocol goes through, in order (what the progress bar names)
+FULL_STAGES = ("train features", "test features", "k-NN", "k-means", "linear probe",
+               "held-out loss")
+PAPER_STAGES = ("paper protocol",)
+
+
+class _Stages:
+    """A progress bar over the evaluation's stages, naming the one running (off: no output)."""
+
+    def __init__(self, stages: tuple[str, ...], enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(stages), unit="stage", desc="evaluating",
+                            dynamic_ncols=True, leave=False)
+
+    def __call__(self, name: str) -> None:
+        """Mark the previous stage done and ``name`` running."""
+        if self.bar is not None:
+            if self.bar.postfix:
+                self.bar.update(1)
+            self.bar.set_postfix_str(name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
@@ -273,6 +303,7 @@ def _full_protocol(
     batch_size: int,
     plan: EvalPlan,
     image_size: int | None,
+    stage: Callable[[str], None],
 ) -> dict[str, float]:
     train_labels = as_labels(data.train.labels, data.train.images.shape[0], "data.train.labels")
     test_labels = as_labels(data.test.labels, data.test.images.shape[0], "data.test.labels")
@@ -286,23 +317,30 @@ def _full_protocol(
         return extract_features(model, images, batch_size=batch_size, projection=projection,
                                 device=device, image_size=image_size)
 
-    train_x, test_x = features(train_images), features(data.test.images)
+    stage("train features")
+    train_x = features(train_images)
+    stage("test features")
+    test_x = features(data.test.images)
+    stage("k-NN")
     k_200, k_20 = plan.knn_ks
     knn = knn_accuracies(train_x, train_labels, test_x, test_labels, ks=plan.knn_ks)
+    neighbourhood = neighbourhood_accuracy(test_x, test_labels, k=plan.neighbourhood_k)
+    stage("k-means")
     clustering = kmeans_metrics(test_x, test_labels, seed=seed)
+    stage("linear probe")
+    probe = linear_probe(train_x, train_labels, test_x, test_labels, seed=seed)
+    stage("held-out loss")
+    heldout = heldout_icon_loss(model, data.test.images, augment, batch_size=plan.heldout_batch,
+                                seed=seed, device=device)
     return {
-        "linear_probe": linear_probe(train_x, train_labels, test_x, test_labels, seed=seed),
+        "linear_probe": probe,
         "knn_acc_200": knn[k_200],
         "knn_acc_20": knn[k_20],
         "nmi": clustering["nmi"],
         "ari": clustering["ari"],
         "cluster_acc": clustering["cluster_acc"],
-        "neighbourhood_acc_5": neighbourhood_accuracy(test_x, test_labels,
-                                                      k=plan.neighbourhood_k),
-        "heldout_icon_loss": heldout_icon_loss(
-            model, data.test.images, augment, batch_size=plan.heldout_batch, seed=seed,
-            device=device,
-        ),
+        "neighbourhood_acc_5": neighbourhood,
+        "heldout_icon_loss": heldout,
         **plan.adapted,
     }
 
@@ -319,6 +357,7 @@ def evaluate(
     batch_size: int = 512,
     probe_train_size: int | None = None,
     image_size: int | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Evaluate a frozen encoder on a dataset; returns ``{metric: value}``.
 
@@ -342,6 +381,8 @@ def evaluate(
             the probe / k-NN reference set (bounds the time on large train splits).
         image_size: resize images to this side length; default ``augment.size`` when the
             augmentation has one (features are taken at the training resolution).
+        progress: show a progress bar over the stages (:data:`FULL_STAGES`,
+            :data:`PAPER_STAGES`) on stderr, naming the one running.
 
     Every protocol adds ``eval_seconds``, the wall time of the call. On small datasets the
     sizes adapt and the values used are added (:func:`~rkdo.evaluation.plan.plan_evaluation`);
@@ -355,15 +396,22 @@ def evaluate(
     if image_size is None:
         image_size = getattr(augment, "size", None)
     metrics: dict[str, float] = {}
-    if protocol in ("full", "both"):
-        metrics.update(_full_protocol(
-            model, data, augment, projection=projection, seed=seed, device=device,
-            batch_size=batch_size, plan=plan, image_size=image_size,
-        ))
-    if protocol in ("paper", "both"):
-        metrics.update(paper_protocol(
-            model, data.test.images, data.test.labels, seed=seed, batch_size=batch_size,
-            device=device, image_size=image_size,
-        ))
+    stages = (FULL_STAGES if protocol in ("full", "both") else ()) + (
+        PAPER_STAGES if protocol in ("paper", "both") else ())
+    stage = _Stages(stages, progress)
+    try:
+        if protocol in ("full", "both"):
+            metrics.update(_full_protocol(
+                model, data, augment, projection=projection, seed=seed, device=device,
+                batch_size=batch_size, plan=plan, image_size=image_size, stage=stage,
+            ))
+        if protocol in ("paper", "both"):
+            stage("paper protocol")
+            metrics.update(paper_protocol(
+                model, data.test.images, data.test.labels, seed=seed, batch_size=batch_size,
+                device=device, image_size=image_size,
+            ))
+    finally:
+        stage.close()
     metrics["eval_seconds"] = time.perf_counter() - started
     return metrics

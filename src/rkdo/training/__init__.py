@@ -24,11 +24,14 @@ from rkdo.training.rundir import (
     Run,
     RunExistsError,
     load_run,
+    read_config,
+    run_is_complete,
 )
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",
     "EXECUTION_FIELDS", "GROUPS", "Interrupted", "LOSS_FIELDS", "LossCall", "Run",
     "RunExistsError", "TrainConfig", "TrainingError", "build_loss", "config_identity",
-    "evaluate_initial", "evaluate_pixels", "load_run", "train", "validate",
+    "evaluate_initial", "evaluate_pixels", "load_run", "read_config", "run_is_complete", "train",
+    "validate",
 ]

@@ -11,6 +11,7 @@ planner, tests). Each error says what to change.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 
 import torch
@@ -24,7 +25,10 @@ from rkdo.training.loss_call import build_loss
 from rkdo.vision import data as data_module
 from rkdo.vision import models, noise
 
-__all__ = ["check_settings", "validate"]
+__all__ = ["MAX_SEED", "check_settings", "validate"]
+
+MAX_SEED = 2**32 - 1
+"""The largest seed every generator a run seeds accepts (NumPy's and scikit-learn's)."""
 
 
 def validate(config: TrainConfig) -> torch.device:
@@ -55,6 +59,7 @@ def check_settings(config: TrainConfig) -> torch.device:
             raise ValueError(
                 f"holdout-fraction must lie in (0, 1), got {config.holdout_fraction!r}")
     _check_images(config)
+    _check_loggers(config)
     device = distributed.resolve_device(config.device)
     check_memory(config, device)
     return device
@@ -76,6 +81,19 @@ def _check_method(config: TrainConfig) -> None:
             raise ValueError(
                 f"--record-field needs one of rkdo's own methods, not {config.method!r}")
         check_int("record-field", config.record_field, low=MIN_POINTS)
+
+
+def _check_loggers(config: TrainConfig) -> None:
+    """The optional loggers' packages, before anything is written (a retry is then the same
+    run, not one refused as different)."""
+    for wanted, module, extra in ((config.tensorboard, "torch.utils.tensorboard", "tensorboard"),
+                                  (config.wandb, "wandb", "wandb")):
+        if not wanted:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ValueError(f"--{extra} needs `pip install rkdo[{extra}]`") from None
 
 
 def _check_declared(config: TrainConfig) -> None:
@@ -114,6 +132,8 @@ def _check_numbers(config: TrainConfig) -> None:
         value = getattr(config, spec.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{spec.name.replace('_', '-')} must be a finite number, got {value}")
+    if not (isinstance(config.seed, int) and 0 <= config.seed <= MAX_SEED):
+        raise ValueError(f"--seed must be an integer in [0, {MAX_SEED}], got {config.seed}")
     check_positive("lr", config.lr)
     check_positive("weight-decay", config.weight_decay, allow_zero=True)
     check_positive("momentum", config.momentum, allow_zero=True)

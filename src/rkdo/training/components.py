@@ -52,7 +52,8 @@ class Components:
     that has passed :func:`~rkdo.training.checks.check_settings`; the loss is built here, once
     (its hyper-parameter ranges are checked as it is built)."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, world: int = 1) -> None:
+    def __init__(self, config: TrainConfig, device: torch.device, world: int = 1, *,
+                 adapt_batch_size: bool = False) -> None:
         self.data = data_module.load(config.dataset, config.data_root, config.download,
                                       holdout_fraction=config.holdout_fraction)
         if config.validation_size:
@@ -62,6 +63,12 @@ class Components:
         self.data, self.clean_train_labels = noisy_training_split(self.data, config)
         self.image_size = config.resolved_image_size()
         n_train = len(self.data.train)
+        self.batch_size = config.batch_size
+        if adapt_batch_size and config.batch_size > n_train >= 2 * world:
+            # a default batch larger than a small training split: the whole split, as the
+            # evaluation adapts its sizes (the caller records it in config.json)
+            self.batch_size = n_train - n_train % world
+            config = replace(config, batch_size=self.batch_size)
         if config.batch_size > n_train:
             raise ValueError(
                 f"batch size {config.batch_size} is larger than the {config.dataset} training "
@@ -188,7 +195,8 @@ def _evaluate_floor(config: TrainConfig, device: str, pixels: bool) -> dict[str,
 
 
 def evaluate_parts(model: torch.nn.Module, parts: Components, config: TrainConfig,
-                   device: torch.device | str, *, classify: bool = True) -> dict[str, Any]:
+                   device: torch.device | str | None, *, classify: bool = True,
+                   progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on ``parts``' data under ``config``'s protocol; ``noisy`` is
     :func:`rkdo.evaluation.noisy.evaluate_noisy` (with the loss's classifier head, if it has
     one and ``classify``), the others :func:`rkdo.evaluation.evaluate`."""
@@ -199,7 +207,7 @@ def evaluate_parts(model: torch.nn.Module, parts: Components, config: TrainConfi
                               device=device, image_size=parts.image_size, classify=head)
     return evaluate(model, parts.data, parts.augment, protocol=config.eval_protocol,
                     projection=config.eval_projection, seed=config.seed, device=device,
-                    probe_train_size=config.probe_train_size)
+                    probe_train_size=config.probe_train_size, progress=progress)
 
 
 def evaluate_initial(config: TrainConfig, device: str = "cpu") -> dict[str, Any]:

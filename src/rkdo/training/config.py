@@ -216,6 +216,13 @@ class TrainConfig:
     tensorboard: bool = _option(
         False, "recording", "also log to TensorBoard (pip install rkdo[tensorboard])",
         execution=True)
+    csv: bool = _option(
+        False, "recording", "also write metrics.csv (one row per metrics.jsonl record, one "
+        "column per key), rewritten at every checkpoint", execution=True)
+    wandb: bool = _option(
+        False, "recording", "also log to Weights & Biases in offline mode, under DIR/wandb "
+        "(pip install rkdo[wandb]; upload later with `wandb sync DIR/wandb/offline-run-*`)",
+        execution=True)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

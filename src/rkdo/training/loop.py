@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from rkdo import distributed
 from rkdo._io import read_json, write_json_atomic
 from rkdo._validation import check_positive
 from rkdo.evaluation import plan_evaluation
-from rkdo.fields import FIELDS_FILE
+from rkdo.fields import FIELDS_FILE, load_fields
 from rkdo.training.checkpoint import first_nonfinite, load_weights
 from rkdo.training.checks import check_settings
 from rkdo.training.components import Components, evaluate_parts
@@ -80,6 +82,7 @@ def train(
     stop_after: int | None = None,
     changes: dict[str, Any] | None = None,
     checkpoint_minutes: float = 5.0,
+    adapt_batch_size: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out`` and return its final evaluation.
 
@@ -96,6 +99,12 @@ def train(
             RESUME_CHANGES`: more ``epochs``, execution fields); others are refused by name.
         checkpoint_minutes: also write a checkpoint when this much time has passed since the
             last one (0: only every ``checkpoint_every`` steps, at evaluations and at the end).
+        adapt_batch_size: a new run whose ``batch_size`` is larger than its training split
+            trains on the whole split a step instead of being refused, and ``config.json``
+            records the size used (the command line sets it when the size was not typed).
+
+    Under ``torchrun`` every rank compares its settings with the others' first and refuses a
+    difference in one line naming the fields.
 
     SIGINT and SIGTERM stop the run after the current step with a checkpoint, raising
     :class:`Interrupted` (a ``KeyboardInterrupt``); the directory is locked while it trains.
@@ -113,11 +122,13 @@ def train(
                         return read_json(out / EVAL_FILE)
                 elif config is None:
                     raise ValueError("give a TrainConfig for a new run, or resume=True")
+                _same_settings_on_every_rank(config, out, resume)
                 device = check_settings(config)  # the one check of the settings
                 if resume and changes and distributed.rank() == 0:
                     save_config(out, config)  # the changes a resumed run may make, checked
                 training = _Training(config, device, out, resume=resume, overwrite=overwrite,
-                                     progress=progress, lock=lock, signals=signals)
+                                     progress=progress, lock=lock, signals=signals,
+                                     adapt_batch_size=adapt_batch_size)
                 return training.run(stop_after, checkpoint_minutes * 60.0)
             except StopNow as stop:
                 raise Interrupted(stop.signum, _stopped_at_once(out, stop.signum)) from None
@@ -140,6 +151,25 @@ def _resume(out: Path, lock: RunLock, changes: dict[str, Any] | None) -> TrainCo
     return config
 
 
+def _same_settings_on_every_rank(config: TrainConfig, out: Path, resume: bool) -> None:
+    """Under torchrun, refuse ranks started with different settings (they would train different
+    runs, hang at a collective or abort in it), naming the fields that differ."""
+    if not distributed.is_distributed():
+        return
+    mine = {"out": str(out.resolve()), "resume": resume, **asdict(config)}
+    everyone: list[Any] = [None] * distributed.world_size()
+    dist.all_gather_object(everyone, mine)
+    differ = [key for key in mine if any(other.get(key) != everyone[0].get(key)
+                                         for other in everyone)]
+    if differ:
+        detail = "; ".join(
+            f"{key}: " + ", ".join(f"rank {rank} {other.get(key)!r}"
+                                   for rank, other in enumerate(everyone))
+            for key in differ[:4])
+        raise ValueError(f"the ranks were started with different settings ({detail}); start "
+                         "every rank with the same flags")
+
+
 def _stopped_at_once(out: Path, signum: int) -> str:
     """What an interruption outside a training step leaves behind."""
     name = signal_name(signum)
@@ -158,8 +188,10 @@ class _Training:
     """
 
     def __init__(self, config: TrainConfig, device: torch.device, out: Path, *, resume: bool,
-                 overwrite: bool, progress: bool, lock: RunLock, signals: StopSignals) -> None:
+                 overwrite: bool, progress: bool, lock: RunLock, signals: StopSignals,
+                 adapt_batch_size: bool = False) -> None:
         self.config, self.device, self.out, self.signals = config, device, out, signals
+        self.progress = progress
         world, rank = distributed.world_size(), distributed.rank()
         self.is_writer = rank == 0
         new_run = not resume and self.is_writer
@@ -169,7 +201,21 @@ class _Training:
             lock.acquire()
         if new_run:
             check_out_dir(out, config, overwrite)
-        self.parts = parts = Components(config, self.device, world)
+        self.parts = parts = Components(config, self.device, world,
+                                        adapt_batch_size=adapt_batch_size and not resume)
+        if parts.batch_size != config.batch_size:
+            if self.is_writer:
+                print(f"rkdo train: batch size {parts.batch_size}: the default "
+                      f"{config.batch_size} is larger than the {len(parts.data.train)} "
+                      "training images (recorded in config.json)", file=sys.stderr)
+            self.config = config = replace(config, batch_size=parts.batch_size)
+        # made before anything is written: an impossible recording is refused first
+        self.recorder = (FieldRecorder(parts.data, parts.augment, parts.loss_call,
+                                       config.record_field, config.seed, self.device)
+                         if config.record_field and self.is_writer else None)
+        # the control channel on which the ranks agree to stop (gloo, whatever the backend)
+        self.control = (dist.new_group(backend="gloo") if distributed.is_distributed()
+                        and dist.get_backend() != "gloo" else None)
         if config.eval_protocol != "none":
             # a split the evaluation cannot use is refused now, not after training
             plan_evaluation(parts.data.train.labels, parts.data.test.labels,
@@ -196,10 +242,7 @@ class _Training:
         if distributed.is_distributed():
             self.model = nn.parallel.DistributedDataParallel(parts.model)
         self.forward: nn.Module = torch.compile(self.model) if config.compile else self.model
-        self.recorder = (FieldRecorder(parts.data, parts.augment, parts.loss_call,
-                                       config.record_field, config.seed, self.device)
-                         if config.record_field and self.is_writer and not resume else None)
-        self.log = MetricsLog(out, enabled=self.is_writer, tensorboard=config.tensorboard)
+        self.log = MetricsLog(out, enabled=self.is_writer, config=config)
         self.bar = None
         if progress and self.is_writer:
             from tqdm.auto import tqdm
@@ -221,6 +264,13 @@ class _Training:
         self.epoch_loss += state["epoch_loss"].to(self.device)
         self.epoch_steps = int(state["epoch_steps"])
         self.checkpoint_step = self.step
+        if self.recorder is not None:
+            if "fields" in state:
+                self.recorder.load_state(state["fields"], self.step)
+            elif (self.out / FIELDS_FILE).exists():  # a checkpoint from before they were kept
+                fields = load_fields(self.out / FIELDS_FILE)
+                self.recorder.load_state({"steps": list(fields.steps), "teacher": fields.teacher,
+                                          "student": fields.student}, self.step)
         if self.is_writer:
             # the final evaluation is redone when the run stopped during it
             truncate_metrics(self.out, self.step, redo_eval=self.step == parts.total_steps)
@@ -230,10 +280,10 @@ class _Training:
         config, parts = self.config, self.parts
         self.checkpoint_seconds = checkpoint_seconds
         self.model.train()
-        if self.recorder is not None and self.step == 0:
-            self.recorder.record(parts.model, 0)
-        # under torchrun the ranks would stop at different steps: signals stop them at once
-        self.signals.deferring = not distributed.is_distributed()
+        if self.recorder is not None and not self.recorder.steps:
+            self.recorder.record(parts.model, self.step)
+        # a signal ends the current step first; under torchrun every rank stops at that step
+        self.signals.deferring = True
         for step_index, index in parts.batches(self.sampler, self.step, config.epochs):
             if stop_after is not None and step_index >= stop_after:
                 self._checkpoint(step_index)
@@ -241,9 +291,12 @@ class _Training:
                 return {"stopped_at": step_index}
             loss = self._step(step_index, index.to(self.device))
             self._after_step(step_index + 1, loss)
-            if self.signals.signum is not None:
-                self._interrupted(step_index + 1)
+            signum = self._stop_signal()
+            if signum is not None:
+                self._interrupted(step_index + 1, signum)
         self.signals.deferring = False
+        if self.recorder is not None and self.recorder.steps[-1] != parts.total_steps:
+            self.recorder.record(parts.model, parts.total_steps)  # the final frame, always
         self._checkpoint(parts.total_steps)
         if self.recorder is not None:
             self.recorder.save(self.out / FIELDS_FILE)
@@ -306,16 +359,25 @@ class _Training:
                 time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds):
             self._checkpoint(done)
 
-    def _interrupted(self, done: int) -> None:
+    def _stop_signal(self) -> int | None:
+        """The signal that stops the run after this step: this process's, or under torchrun
+        any rank's (one small all-reduce on the CPU a step, so that every rank stops here)."""
+        if not distributed.is_distributed():
+            return self.signals.signum
+        flag = torch.tensor([self.signals.signum or 0], dtype=torch.int64)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.control)
+        return int(flag.item()) or None
+
+    def _interrupted(self, done: int, signum: int) -> None:
         """A signal arrived during the step that ended at ``done``: checkpoint and stop."""
         self.signals.deferring = False
         self._checkpoint(done)
         self._close()
-        name = signal_name(self.signals.signum or 2)
-        raise Interrupted(self.signals.signum or 2, (
-            f"interrupted by {name} after step {done} of {self.parts.total_steps}; checkpoint "
-            f"written to {self.out / CHECKPOINT_FILE}; continue with `rkdo train --resume "
-            f"{self.out}`"))
+        where = "" if self.signals.signum is not None else " (sent to another rank)"
+        raise Interrupted(signum, (
+            f"interrupted by {signal_name(signum)}{where} after step {done} of "
+            f"{self.parts.total_steps}; checkpoint written to {self.out / CHECKPOINT_FILE}; "
+            f"continue with `rkdo train --resume {self.out}`"))
 
     def _log_train(self, done: int, loss: float) -> None:
         """A train line (loss, lr, throughput since the last line); stop on a non-finite loss."""
@@ -359,7 +421,9 @@ class _Training:
             "evals_done": self.evals_done,
             "epoch_loss": self.epoch_loss.detach().cpu(),
             "epoch_steps": self.epoch_steps,
+            **({"fields": self.recorder.state()} if self.recorder is not None else {}),
         })
+        self.log.flush()
         self.checkpoint_step, self.last_checkpoint = at_step, time.monotonic()
 
     def _kept(self) -> str:
@@ -372,7 +436,8 @@ class _Training:
         config = self.config
         result: dict[str, Any] = {}
         if config.eval_protocol != "none" and self.is_writer:
-            result = evaluate_parts(self.parts.model, self.parts, config, self.device)
+            result = evaluate_parts(self.parts.model, self.parts, config, self.device,
+                                    progress=self.progress)
             self.log.write({"kind": "eval", "epoch": epoch, "step": at_step, **result})
         if distributed.is_distributed():
             dist.barrier()

@@ -8,7 +8,9 @@ through one fixed pair of views so that only the model changes between frames, a
 
 The probe set is the first ``N`` test images; with temporal recursion the teacher is the field
 itself, which exists only for training samples, so the probe set is then the first ``N``
-training images. The frames are written as ``fields.npz`` by :func:`rkdo.fields.save_fields`.
+training images. The frames are written as ``fields.npz`` by :func:`rkdo.fields.save_fields`,
+and kept in every checkpoint, so that an interrupted or extended run records them all; the last
+step is always recorded.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ class FieldRecorder:
                  device: torch.device) -> None:
         temporal = loss_call.call == "temporal"
         split = data.train if temporal else data.test
-        size = min(size, len(split))
+        if size > len(split):
+            which = "training" if temporal else "test"
+            raise ValueError(f"--record-field {size} asks for more probe anchors than the "
+                             f"{len(split)} {which} images there are; use --record-field <= "
+                             f"{len(split)}")
         self.loss_call = loss_call
         self.index = torch.arange(size, device=device)
         self.labels = split.labels[:size]
@@ -54,6 +60,21 @@ class FieldRecorder:
         self.steps.append(step)
         self.teacher.append(teacher.float().cpu())
         self.student.append(student.float().cpu())
+
+    def state(self) -> dict[str, Any]:
+        """The frames so far, for the checkpoint (a resumed run continues the recording)."""
+        if not self.steps:
+            return {"steps": []}
+        return {"steps": list(self.steps), "teacher": torch.stack(self.teacher),
+                "student": torch.stack(self.student)}
+
+    def load_state(self, state: dict[str, Any], up_to: int) -> None:
+        """Continue from :meth:`state` (or from a ``fields.npz``'s arrays), keeping the frames
+        recorded at steps ``<= up_to`` (those after the checkpoint are recorded again)."""
+        keep = [position for position, step in enumerate(state["steps"]) if step <= up_to]
+        self.steps = [int(state["steps"][position]) for position in keep]
+        self.teacher = [torch.as_tensor(state["teacher"][position]).cpu() for position in keep]
+        self.student = [torch.as_tensor(state["student"][position]).cpu() for position in keep]
 
     def save(self, path: Path) -> None:
         """Write the frames to ``path`` (``fields.npz``)."""

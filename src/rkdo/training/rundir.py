@@ -8,6 +8,8 @@
     DIR/eval.json        the final evaluation {epoch, step, metric: value, ...}
     DIR/fields.npz       recorded teacher/student fields (:mod:`rkdo.fields`)
     DIR/tensorboard/     TensorBoard events (``--tensorboard``)
+    DIR/metrics.csv      metrics.jsonl as a table (``--csv``)
+    DIR/wandb/           Weights & Biases offline run (``--wandb``)
     DIR/.lock            held (flock) by the one process training in DIR; holds its pid
 
 Every file is replaced atomically with fsync (:mod:`rkdo._io`), so an interrupted run leaves the
@@ -34,6 +36,7 @@ from rkdo._io import (
     read_jsonl,
     write_json_atomic,
     write_jsonl_atomic,
+    write_text_atomic,
 )
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_state, load_weights, save_state
@@ -45,7 +48,8 @@ __all__ = [
     "TENSORBOARD_DIR", "RunExistsError", "RunLock", "Run", "check_out_dir",
     "check_writable",
     "start_run", "save_config", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
-    "truncate_metrics", "RESUME_CHANGES", "resume_config", "MetricsLog", "load_run",
+    "truncate_metrics", "run_is_complete", "RESUME_CHANGES", "resume_config", "MetricsLog",
+    "write_metrics_csv", "load_run",
 ]
 
 CONFIG_FILE = "config.json"
@@ -113,7 +117,7 @@ class RunLock(ExclusiveLock):
 def start_run(out: Path, config: TrainConfig) -> None:
     """Create ``out``, drop a previous run's files, write ``config.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (METRICS_FILE, EVAL_FILE, CHECKPOINT_FILE, FIELDS_FILE):
+    for stale in (METRICS_FILE, EVAL_FILE, CHECKPOINT_FILE, FIELDS_FILE, "metrics.csv"):
         (out / stale).unlink(missing_ok=True)
     save_config(out, config)
 
@@ -162,8 +166,18 @@ def truncate_metrics(out: Path, step: int, *, redo_eval: bool = False) -> None:
     path = out / METRICS_FILE
     if path.exists():
         write_jsonl_atomic(path, [
-            r for r in read_jsonl(path) if r.get("step", 0) < step or (
+            r for r in read_jsonl(path, drop_torn_last=True) if r.get("step", 0) < step or (
                 r.get("step", 0) == step and not (redo_eval and r.get("kind") == "eval"))])
+
+
+def run_is_complete(out: str | os.PathLike[str], changes: dict[str, Any] | None = None) -> bool:
+    """Whether the run in ``out`` has finished (its ``eval.json`` is at its last epoch, or at
+    ``changes["epochs"]``): resuming it trains nothing."""
+    out = Path(out)
+    if not (out / EVAL_FILE).is_file() or not (out / CONFIG_FILE).is_file():
+        return False
+    epochs = (changes or {}).get("epochs") or load_config(out / CONFIG_FILE).epochs
+    return read_json(out / EVAL_FILE).get("epoch") == epochs
 
 
 RESUME_CHANGES = ("epochs", *EXECUTION_FIELDS)
@@ -197,31 +211,70 @@ def resume_config(out: Path, changes: dict[str, Any] | None) -> TrainConfig:
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl`` (and mirrors numbers to TensorBoard if asked);
-    does nothing on processes that do not write (``enabled=False``)."""
+    """Appends records to ``metrics.jsonl``, the run's log, and mirrors them to the loggers the
+    config asks for: TensorBoard (numbers), ``metrics.csv`` (rewritten from ``metrics.jsonl``
+    by :meth:`flush`, so that it follows the log when a resumed run drops lines) and Weights &
+    Biases in offline mode (numbers, under ``DIR/wandb``; one W&B run per run directory, so a
+    resumed run continues it). Does nothing on processes that do not write (``enabled=False``).
+    """
 
-    def __init__(self, out: Path, *, enabled: bool, tensorboard: bool = False) -> None:
-        self.path, self.enabled, self.writer = out / METRICS_FILE, enabled, None
-        if tensorboard and enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as error:
-                raise ValueError("--tensorboard needs `pip install rkdo[tensorboard]`") from error
+    def __init__(self, out: Path, *, enabled: bool, config: TrainConfig | None = None) -> None:
+        self.path, self.enabled, self.writer, self.wandb = out / METRICS_FILE, enabled, None, None
+        self.csv = bool(config is not None and config.csv)
+        if not enabled or config is None:
+            return
+        if config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
             self.writer = SummaryWriter(str(out / TENSORBOARD_DIR))
+        if config.wandb:
+            import hashlib
+
+            import wandb
+
+            run_id = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
+            self.wandb = wandb.init(mode="offline", dir=str(out), project="rkdo", name=out.name,
+                                    id=run_id, resume="allow", config=asdict(config))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         append_jsonl(self.path, record)
+        numbers = {f"{record.get('kind', 'train')}/{key}": value for key, value in record.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)
+                   and key not in ("step", "epoch")}
         if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                    self.writer.add_scalar(f"{record.get('kind', 'train')}/{key}", value,
-                                           record["step"])
+            for key, value in numbers.items():
+                self.writer.add_scalar(key, value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=record["step"])
+
+    def flush(self) -> None:
+        """Rewrite ``metrics.csv`` from ``metrics.jsonl`` (with ``csv``)."""
+        if self.enabled and self.csv:
+            write_metrics_csv(self.path, self.path.with_suffix(".csv"))
 
     def close(self) -> None:
+        self.flush()
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def write_metrics_csv(jsonl: Path, csv_path: Path) -> None:
+    """``metrics.jsonl`` as a CSV table: a ``kind`` column (train, epoch, eval), then one column
+    per key in order of first appearance; empty cells where a record lacks a key."""
+    import csv
+    import io
+
+    records = [{"kind": "train", **r} for r in read_jsonl(jsonl, drop_torn_last=True)]
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    text = io.StringIO()
+    table = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    table.writeheader()
+    table.writerows(records)
+    write_text_atomic(csv_path, text.getvalue())
 
 
 @dataclass
@@ -234,6 +287,8 @@ class Run:
     loss: nn.Module
     data: Any
     step: int
+    parts: Components | None = None
+    """What the run's config builds (data, augmentation, ...): what its evaluation used."""
 
 
 def load_run(directory: str | os.PathLike[str], device: str = "cpu") -> Run:
@@ -256,4 +311,4 @@ def load_run(directory: str | os.PathLike[str], device: str = "cpu") -> Run:
     for module, key in ((parts.model, "model"), (parts.loss, "loss")):
         load_weights(module, state[key], directory / CHECKPOINT_FILE, directory / CONFIG_FILE)
     parts.model.eval()
-    return Run(directory, config, parts.model, parts.loss, parts.data, int(state["step"]))
+    return Run(directory, config, parts.model, parts.loss, parts.data, int(state["step"]), parts)
