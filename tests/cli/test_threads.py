@@ -76,21 +76,24 @@ def test_the_command_sets_threads_before_torch_loads() -> None:
     assert result.stdout.split() == ["1", "PASSIVE"]
 
 
-def test_version_and_option_typos_need_no_torch() -> None:
+def test_version_needs_no_torch_and_a_typo_loads_only_its_family() -> None:
     from rkdo import __version__
 
     code = ("import sys\nfrom rkdo.cli.main import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+            "print(*sorted(m for m in sys.modules if m.startswith('rkdo.cli.')))\n")
     result = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True,
                             text=True, env=ENV, timeout=300)
     assert result.stdout.startswith(f"rkdo {__version__} (torch ")
-    assert result.stdout.split()[-1] == "NO-TORCH"
-    # a typo in a command whose parser needs no torch: reported without loading torch
-    result = subprocess.run([sys.executable, "-c", code, "bench", "--nosuch"],
+    assert result.stdout.splitlines()[-2] == "NO-TORCH"
+    # a typo in one command's options: only that command's family is imported
+    result = subprocess.run([sys.executable, "-c", code, "report", "store", "--nosuch"],
                             capture_output=True, text=True, env=ENV, timeout=300)
     assert "unrecognized arguments: --nosuch" in result.stderr
-    assert result.stdout.split()[-1] == "NO-TORCH"
+    families = set(result.stdout.splitlines()[-1].split())
+    assert "rkdo.cli.bench" in families
+    assert not families & {"rkdo.cli.train", "rkdo.cli.viz", "rkdo.cli.estimators"}, families
 
 
 def test_bench_help_lists_every_shipped_grid(capsys: pytest.CaptureFixture[str]) -> None:
