@@ -1,40 +1,125 @@
-"""KernelClustering end to end on small data."""
+"""KernelClustering: the walk sampler and the loss against brute force, each switch end to end."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 from sklearn.datasets import make_blobs
 from sklearn.metrics import normalized_mutual_info_score
 
 from rkdo.estimators import KernelClustering
+from rkdo.estimators._cluster_graph import SupervisoryGraph
+from rkdo.estimators.clustering import clustering_loss
 
 
 @pytest.fixture(scope="module")
 def blobs() -> tuple[np.ndarray, np.ndarray]:
-    return make_blobs(n_samples=300, n_features=5, centers=3, cluster_std=1.0, random_state=1)
+    # well apart: these tests check the machinery of each switch, not where blobs touch
+    centres = 6.0 * np.eye(3, 5)
+    return make_blobs(n_samples=300, centers=centres, cluster_std=1.0, random_state=1)
+
+
+def _exact_walk(p1: np.ndarray, length: int) -> np.ndarray:
+    """The end-point distribution of :meth:`SupervisoryGraph.walk`, by enumerating paths."""
+    n = p1.shape[0]
+    result = np.zeros((n, n))
+    for start in range(n):
+        # paths as (first step, current node) -> probability
+        paths = {(k, k): p1[start, k] for k in range(n) if p1[start, k] > 0}
+        for _ in range(length):
+            for (first, here), mass in paths.items():
+                end = first if here == start else here
+                result[start, end] += mass / length
+            grown: dict[tuple[int, int], float] = {}
+            for (first, here), mass in paths.items():
+                for nxt in np.flatnonzero(p1[here]):
+                    key = (first, int(nxt))
+                    grown[key] = grown.get(key, 0.0) + mass * p1[here, nxt]
+            paths = grown
+    return result
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_walk_draws_follow_the_propagated_graph(length) -> None:
+    rng = np.random.default_rng(0)
+    weights = sp.random(6, 6, density=0.6, random_state=1, data_rvs=rng.random).toarray()
+    weights = weights + weights.T + np.roll(np.eye(6), 1, axis=1)  # no isolated node
+    np.fill_diagonal(weights, 0.0)
+    graph = SupervisoryGraph(sp.csr_matrix(weights), length)
+    p1 = weights / weights.sum(1, keepdims=True)
+    draws = 40_000
+    start = torch.arange(6).repeat(draws)
+    ends = graph.walk(start, torch.Generator().manual_seed(0)).numpy()
+    empirical = np.zeros((6, 6))
+    np.add.at(empirical, (start.numpy(), ends), 1.0 / draws)
+    np.testing.assert_allclose(empirical, _exact_walk(p1, length), atol=0.012)
+    assert np.all(np.diag(empirical) == 0.0)
+
+
+def test_loss_matches_brute_force() -> None:
+    generator = torch.Generator().manual_seed(0)
+    f = torch.softmax(torch.randn(7, 4, generator=generator, dtype=torch.float64), -1)
+    g = torch.softmax(torch.randn(7, 4, generator=generator, dtype=torch.float64), -1)
+    weight = torch.rand(7, generator=generator, dtype=torch.float64) + 0.5
+    mass = torch.rand(4, generator=generator, dtype=torch.float64) * 50 + 10
+    shuffle = torch.tensor([3, 0, 6, 1, 5, 2, 4])
+    sharp = torch.tensor([1, 1, 2, 0, 6, 6, 3])
+    a, b, alpha, n = 0.3, 0.2, 0.25, 100
+    loss = clustering_loss(f.log(), g.log(), mass.log(), weight, debias_p=a, debias_q=b, n=n,
+                           shuffle=shuffle, sharp=sharp, alpha=alpha)
+    expected = 0.0
+    for i in range(7):
+        def cross(j: int, i: int = i) -> float:
+            q = sum(float(f[i, c] * g[j, c] / mass[c]) for c in range(4))
+            return -np.log((1 - b) * q + b / (n - 1))
+        static = (1 - a) * cross(i) + a * cross(int(shuffle[i]))
+        expected += float(weight[i]) * ((1 - alpha) * static + alpha * cross(int(sharp[i])))
+    assert float(loss) == pytest.approx(expected / 7, rel=1e-10)
 
 
 @pytest.mark.parametrize("params", [
-    dict(), dict(affinity="gaussian", perplexity=10.0), dict(debias_p=0.2, debias_q=0.2),
-    dict(alpha=0.3),
+    dict(), dict(init="random", n_init=2), dict(walk_length=1),
+    dict(shared_neighbors=False), dict(affinity="gaussian", perplexity=10.0),
+    dict(debias_p=0.5, debias_q=0.5), dict(ema=0.9), dict(alpha=0.3), dict(n_components=2),
 ])
-def test_recovers_blobs(blobs, params) -> None:
+def test_each_switch_recovers_blobs(blobs, params) -> None:
     x, labels = blobs
-    model = KernelClustering(n_clusters=3, max_iter=150, n_init=2, random_state=0, **params)
+    model = KernelClustering(n_clusters=3, max_iter=40, n_init=1, hidden_layer_sizes=(32,),
+                             random_state=0)
+    model.set_params(**params)
     predicted = model.fit_predict(x)
     assert normalized_mutual_info_score(labels, predicted) > 0.95
     assert model.cluster_centers_.shape == (3, 5)
-    assert len(model.loss_curve_) == 150 and model.loss_curve_[-1] < model.loss_curve_[0]
+    assert len(model.loss_curve_) == model.n_iter_ and np.isfinite(model.objective_)
     np.testing.assert_array_equal(model.predict(x), model.labels_)
-    np.testing.assert_allclose(model.predict_proba(x).sum(1), 1.0, rtol=1e-5)
 
 
-def test_sampled_uniform_part_above_dense_limit() -> None:
+def test_minibatches_recover_blobs() -> None:
     x, labels = make_blobs(n_samples=1500, n_features=4, centers=3, random_state=2)
-    model = KernelClustering(n_clusters=3, max_iter=100, n_init=1, debias_p=0.2,
-                             n_negatives=16, random_state=0).fit(x)
+    model = KernelClustering(n_clusters=3, max_iter=10, n_init=1, batch_size=256,
+                             hidden_layer_sizes=(32,), random_state=0).fit(x)
     assert normalized_mutual_info_score(labels, model.labels_) > 0.95
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+
+
+def test_spectral_embedding_separates_components() -> None:
+    block = np.ones((4, 4)) - np.eye(4)
+    graph = SupervisoryGraph(sp.block_diag([block, block, block]).tocsr(), 2)
+    embedding = graph.spectral(3, random_state=0)
+    groups = np.repeat(np.arange(3), 4)
+    for g in range(3):
+        inside = embedding[groups == g]
+        np.testing.assert_allclose(inside, np.broadcast_to(inside[0], inside.shape), atol=1e-6)
+    assert np.linalg.matrix_rank(embedding[::4], tol=1e-6) == 3
+
+
+def test_score_is_minus_the_objective(blobs) -> None:
+    x, _ = blobs
+    model = KernelClustering(n_clusters=3, max_iter=20, n_init=1, hidden_layer_sizes=(32,),
+                             random_state=0).fit(x)
+    assert model.score(x) == pytest.approx(-model.objective_, rel=1e-5)
 
 
 def test_bad_parameters_raise_in_fit(blobs) -> None:
@@ -42,3 +127,7 @@ def test_bad_parameters_raise_in_fit(blobs) -> None:
         KernelClustering(affinity="spectral").fit(blobs[0])
     with pytest.raises(ValueError, match="n_clusters"):
         KernelClustering(n_clusters=1000).fit(blobs[0])
+    with pytest.raises(ValueError, match="non-zero"):
+        KernelClustering().fit(blobs[0], sample_weight=np.zeros(len(blobs[0])))
+    with pytest.raises(ValueError, match="walk_length must be an integer >= 1"):
+        KernelClustering(walk_length=0).fit(blobs[0])

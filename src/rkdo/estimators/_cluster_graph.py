@@ -1,0 +1,121 @@
+"""The supervisory graph of kernel clustering: a symmetric k-NN graph and walks along it.
+
+One step of the walk is the row-normalised symmetrised k-NN graph
+
+    W = (A + A^T) / 2 (.* S),   A_ij = a_ij for the k nearest j of i (1/k, or the
+    perplexity-calibrated Gaussian p(j|i) with ``affinity="gaussian"``),
+    P1(j|i) = W_ij / sum_l W_il,
+
+where ``shared=True`` weights each edge by ``S_ij = |N(i) ∩ N(j)|`` with ``N(i)`` the k nearest
+of ``i`` and ``i`` itself, the number of walks of length 2 between them (shared-nearest-neighbour
+weighting: an edge inside a dense region has many, an edge that bridges two has few),
+
+and the supervisory distribution is the propagated graph, a uniform mixture of walk lengths,
+
+    p(j|i) = 1/L sum_{t=1..L} P1^t(j|i)      (I-Con's "neighbours of neighbours" for L >= 2).
+
+``p`` is never formed (``P1^t`` has up to ``(2k)^t`` entries a row, too many at a million
+points): :meth:`SupervisoryGraph.walk` draws ``j ~ p(.|i)`` exactly by walking ``t ~ U{1..L}``
+steps, ``O(L)`` per draw, so memory stays ``O(n k)``. A walk that returns to its start ends at
+its first step instead (self-pairs carry no information).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from rkdo.estimators._knn import knn_search
+from rkdo.kernels import calibrate_gaussian
+
+__all__ = ["SupervisoryGraph", "AFFINITIES"]
+
+AFFINITIES = ("knn", "gaussian")
+
+
+class SupervisoryGraph:
+    """``P1`` as CSR tensors (``indptr``, ``indices``, row-cumulative weights) and its walks."""
+
+    def __init__(self, matrix: sp.csr_matrix, walk_length: int) -> None:
+        matrix = sp.csr_matrix(matrix, dtype=np.float64)
+        matrix.setdiag(0.0)
+        matrix.eliminate_zeros()
+        degree = np.asarray(matrix.sum(1)).ravel()
+        self.symmetric = matrix
+        self.degree = degree
+        matrix = sp.csr_matrix(sp.diags(1.0 / np.maximum(degree, 1e-300)) @ matrix)
+        self.n = matrix.shape[0]
+        self.walk_length = walk_length
+        self.indptr = torch.from_numpy(matrix.indptr.astype(np.int64))
+        self.indices = torch.from_numpy(matrix.indices.astype(np.int64))
+        # each row sums to one, so the global running sum crosses row r's entries in [r, r + 1)
+        self.cumulative = torch.from_numpy(np.cumsum(matrix.data))
+
+    @classmethod
+    def build(cls, x: np.ndarray, *, affinity: str, n_neighbors: int, perplexity: float,
+              walk_length: int, shared: bool, random_state: int) -> SupervisoryGraph:
+        """The graph of the rows of ``x`` (dense or sparse); ``n_neighbors`` is clipped to
+        ``n - 1`` with a warning (a graph that links every point to all others says nothing)."""
+        n = x.shape[0]
+        k = n_neighbors if affinity == "knn" else max(2, int(3 * perplexity))
+        if k > n - 1:
+            name = "n_neighbors" if affinity == "knn" else "3 x perplexity"
+            warnings.warn(f"{name} = {k} exceeds n_samples - 1 = {n - 1}; clipped to {n - 1}, "
+                          "so every point neighbours every other and the graph carries no "
+                          "cluster information: lower it", UserWarning, stacklevel=3)
+            k = n - 1
+        indices, sq = knn_search(x, k, random_state)
+        if affinity == "knn":
+            weights = np.full(indices.shape, 1.0 / k)
+        else:
+            level = min(perplexity, 0.5 * k, k - 1e-3)
+            weights = calibrate_gaussian(torch.from_numpy(sq), max(level, 1.0 + 1e-3)).exp()
+            weights = weights.numpy()
+        rows = np.repeat(np.arange(n), k)
+        adjacency = sp.csr_matrix((weights.ravel(), (rows, indices.ravel())), shape=(n, n))
+        symmetric = (adjacency + adjacency.T) * 0.5
+        if shared:
+            member = sp.csr_matrix((np.ones(n * k), (rows, indices.ravel())), shape=(n, n))
+            member = member + sp.identity(n, format="csr")
+            symmetric = symmetric.multiply(member @ member.T)
+        return cls(symmetric, walk_length)
+
+    def spectral(self, n_components: int, random_state: int) -> np.ndarray:
+        """``(n, n_components)`` leading eigenvectors of ``D^-1/2 W D^-1/2`` mapped back by
+        ``D^-1/2`` (those of ``P1``), rows scaled to unit length: the spectral-clustering
+        embedding of the graph."""
+        from scipy.sparse.linalg import eigsh
+
+        root = 1.0 / np.sqrt(np.maximum(self.degree, 1e-300))
+        normalised = sp.diags(root) @ self.symmetric @ sp.diags(root)
+        start = np.random.default_rng(random_state).standard_normal(self.n)
+        k = min(n_components, self.n - 1)
+        if self.n <= 4 * k:
+            _, vectors = np.linalg.eigh(normalised.toarray())
+            vectors = vectors[:, -k:]
+        else:
+            _, vectors = eigsh(normalised, k=k, which="LA", tol=1e-4, v0=start)
+        embedding = vectors * root[:, None]
+        return embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-300)
+
+    def step(self, start: Tensor, generator: torch.Generator) -> Tensor:
+        """One draw ``j ~ P1(.|i)`` for each ``i`` in ``start``."""
+        target = start.to(torch.float64) + torch.rand(start.shape, generator=generator,
+                                                      dtype=torch.float64)
+        position = torch.searchsorted(self.cumulative, target, right=True)
+        low, high = self.indptr[start], self.indptr[start + 1] - 1
+        return self.indices[torch.minimum(torch.maximum(position, low), high)]
+
+    def walk(self, start: Tensor, generator: torch.Generator) -> Tensor:
+        """One draw ``j ~ p(.|i)`` (module docstring) for each ``i`` in ``start``."""
+        lengths = torch.randint(1, self.walk_length + 1, start.shape, generator=generator)
+        first = self.step(start, generator)
+        here = first
+        for t in range(2, self.walk_length + 1):
+            moved = self.step(here, generator)
+            here = torch.where(lengths >= t, moved, here)
+        return torch.where(here == start, first, here)
