@@ -118,7 +118,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", nargs="*", default=None,
                         help="ablation rows to run (default: all; 'none' for none)")
-    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--peers", nargs="*", default=None,
+                        help="peers to run (default: all; none with an empty list)")
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--alpha-seeds", type=int, default=0,
                         help="seeds of the paired static vs recursive comparison (0: skip)")
@@ -136,8 +137,8 @@ def main() -> None:
         x, labels = load(name)
         k = len(np.unique(labels))
         methods = {row: ours(params, k) for row, params in rows.items()}
-        if not args.no_peers:
-            methods.update(peers(k))
+        methods.update({peer: method for peer, method in peers(k).items()
+                        if args.peers is None or peer in args.peers})
         results: dict[str, list[dict[str, float]]] = {}
         for row, method in methods.items():
             results[row] = [measure(method, x, labels, seed) for seed in range(args.seeds)]
