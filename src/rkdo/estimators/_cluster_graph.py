@@ -32,9 +32,7 @@ from torch import Tensor
 from rkdo.estimators._knn import knn_search
 from rkdo.kernels import calibrate_gaussian
 
-__all__ = ["SupervisoryGraph", "AFFINITIES"]
-
-AFFINITIES = ("knn", "gaussian")
+__all__ = ["SupervisoryGraph"]
 
 
 class SupervisoryGraph:

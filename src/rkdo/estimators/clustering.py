@@ -53,10 +53,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
-from rkdo.estimators._cluster_graph import AFFINITIES, SupervisoryGraph
+from rkdo.estimators._cluster_graph import SupervisoryGraph
 
 __all__ = ["KernelClustering", "AFFINITIES", "INITS", "clustering_loss"]
 
+AFFINITIES = ("knn", "gaussian")
 INITS = ("spectral", "random")
 
 _OBJECTIVE_DRAWS = 16  # walk ends (and uniform pairs) per point in the final objective
