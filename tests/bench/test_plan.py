@@ -9,7 +9,7 @@ from rkdo import bench
 
 def test_shipped_grids_parse_into_the_paper_design() -> None:
     assert bench.shipped_grids() == ["digits-smoke", "fashion-cpu", "fashion-long",
-                                     "fashion-recipe", "paper"]
+                                     "fashion-noise", "fashion-recipe", "paper"]
     paper = bench.load_grid("paper")
     assert paper.seeds == [42, 123, 456, 789, 101] and paper.durations == [1, 2, 5, 10]
     jobs = bench.plan(paper, validate=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -207,3 +208,15 @@ def test_rkdo_has_one_entry_point() -> None:
 
     assert not [family.__name__ for family in (bench, estimators, train, viz)
                 if hasattr(family, "main")]
+
+
+def test_a_bench_typo_is_reported_without_loading_torch() -> None:
+    """``--executor``'s choices come from the registry only when the option is used."""
+    code = ("import sys\nfrom rkdo.cli.main import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    done = subprocess.run([sys.executable, "-c", code, "bench", "digits-smoke", "--nosuch"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert "unrecognized arguments: --nosuch" in done.stderr
+    assert done.stdout.split()[-1] == "NO-TORCH"
