@@ -159,15 +159,11 @@ def _exponentials(x: Tensor, c: list[float], out: Tensor) -> Tensor:
 
 def _teacher(log_p0: Tensor, mask: Tensor | None,
              ws: _Workspace) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``p_0``, its row masses ``m_0`` (b, 1), the masses on the allowed entries (what the
-    softmax backward sees: the gradient at a masked entry is dropped) and the ``log p_0`` that
-    goes with ``p_0``.
-
-    With a mask: :func:`probabilities`. Without: ``p_0 = exp(max(log p_0, floor))``, every
-    entry at least ``e^floor`` (``8.7e-38`` in float32), so every mixture ``p_t`` is positive
-    and ``log p_t`` finite without a pass of ``nan_to_num``; a row whose mass is only floors is
-    counted empty, as :func:`probabilities` makes it.
-    """
+    """``p_0``, its row masses (b, 1), its masses on the allowed entries (the softmax
+    backward drops masked entries) and the ``log p_0`` that goes with ``p_0``. With a mask:
+    :func:`probabilities`. Without: ``p_0 = exp(max(log p_0, floor))`` (every entry
+    ``>= e^floor``, so ``log p_t`` is finite without ``nan_to_num``; a row of floors only is
+    counted empty, as :func:`probabilities` makes it)."""
     if mask is not None:
         p0 = probabilities(log_p0, out=ws.p0)
         allowed = torch.where(mask, p0, p0.new_zeros(()), out=ws.log_p0)
@@ -365,8 +361,8 @@ class _SoftmaxRecursiveKL(torch.autograd.Function):
 
 
 def default_rows(columns: int, depth: int) -> int:
-    """Rows per block: ``max(64, 65536 // N)``, fewer where the ``3K + 4`` buffers of a block
-    would pass ``WORKSPACE_ELEMENTS`` entries."""
+    """Rows per block: ``max(64, 65536 // N)`` (fastest on CPU at N = 512 and 2048), fewer
+    where the ``3K + 4`` buffers of a block would pass ``WORKSPACE_ELEMENTS`` entries."""
     columns = max(1, columns)
     return max(1, min(max(64, 65536 // columns), WORKSPACE_ELEMENTS // ((3 * depth + 4) * columns)))
 
@@ -381,11 +377,10 @@ def softmax_recursive_kl(
     detach_teacher: bool = False,
     block_rows: int | None = None,
 ) -> Tensor:
-    """:func:`fused_recursive_kl` of the students ``log_softmax(scores / tau_u)`` (``u = 0..K``,
-    restricted to ``mask``), from the scores: one autograd node whose gradient is formed in the
-    forward pass, row block by row block (``block_rows`` rows per block; by default
-    ``max(64, 65536 // N)``, which measured fastest on CPU at N = 512 and 2048, fewer where
-    the ``3K + 4`` buffers of a block would pass ``WORKSPACE_ELEMENTS`` entries).
+    """:func:`rkdo.fused.fused_recursive_kl` of the students ``log_softmax(scores / tau_u)``
+    (``u = 0..K``, restricted to ``mask``), from the scores: one autograd node whose gradient
+    is formed in the forward pass, row block by row block (``block_rows`` rows per block; by
+    default :func:`default_rows`).
 
     With ``alpha = 0`` the teacher stays ``p(0)`` and ``q(0)`` is never formed: ``K = 1`` and
     ``temperatures = [tau, tau]`` is I-Con's ``1/n sum_i KL(p(.|i) || q(.|i))``.
