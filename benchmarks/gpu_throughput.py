@@ -9,7 +9,8 @@ errors are recorded per cell, so one run fits an 8-minute slot on one GPU.
    loss (``rkdo.methods`` presets ``icon`` and ``rkdo``), backward, Adam, as the trainer does.
    Grid: ResNet-18 with the CIFAR stem (``resnet18-cifar``) and the small CNN; batch 256 / 512 /
    1024; fp32 / bf16 autocast (the losses compute similarities in float32); contiguous /
-   channels_last; ``torch.compile`` of the model off, and on at ``--compile-batches`` (512).
+   channels_last; ``torch.compile`` of the model off, and on at ``--compile-batches`` (512)
+   with ``--compile-layouts`` (channels_last): 4 compiled cells, run after the eager ones.
    Per cell: images/s (batch / median step), data share (augmentation / step, with device
    syncs around it) and, in the table, the RKDO / I-Con step-time ratio.
 2. **The reference pipeline**: per-image PIL augmentation with torchvision's transforms (the
@@ -126,7 +127,8 @@ def train_grid(args: argparse.Namespace) -> list[dict]:
              "compile": compiled}
             for compiled in args.compile for encoder in args.encoders for batch in args.batches
             for precision in args.precisions for layout in args.layouts
-            if compiled == "off" or batch in args.compile_batches]
+            if compiled == "off" or (batch in args.compile_batches
+                                     and layout in args.compile_layouts)]
 
 
 def train_cell(cell: dict, images: Tensor, args: argparse.Namespace) -> list[dict]:
@@ -419,6 +421,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", nargs="+", choices=("off", "on"), default=["off", "on"])
     parser.add_argument("--compile-batches", type=int, nargs="+", default=[512],
                         help="batches whose cells are also run compiled (default 512)")
+    parser.add_argument("--compile-layouts", nargs="+", choices=("contiguous", "channels_last"),
+                        default=["channels_last"],
+                        help="layouts whose cells are also run compiled (default channels_last)")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per cell")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per cell")
