@@ -424,7 +424,7 @@ def test_finite_and_close_under_bf16_autocast(name: str) -> None:
 @pytest.mark.parametrize("learned", [Cosine(0.3), StudentT()])
 @pytest.mark.parametrize("detach", [False, True])
 def test_fused_score_path_equals_log_prob_path(form: str, learned, detach: bool) -> None:
-    """The losses run rkdo.fused.softmax_*_kl from the scores; the log-prob path of
+    """The losses run rkdo.fused_scores.softmax_*_kl from the scores; the log-prob path of
     rkdo.functional gives the same value and gradients (SupCon labels: empty teacher rows)."""
     from rkdo.functional import mean_kl, recursive_kl
 
