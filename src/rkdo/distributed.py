@@ -20,13 +20,14 @@ on the concatenated global batch. A gather whose backward returns only the local
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ["is_distributed", "world_size", "rank", "resolve_device", "join_process_group",
-           "gather", "gather_no_grad"]
+           "check_same_on_every_rank", "gather", "gather_no_grad"]
 
 
 def is_distributed() -> bool:
@@ -79,6 +80,24 @@ def join_process_group(device: str) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return True
+
+
+def check_same_on_every_rank(settings: dict[str, Any]) -> None:
+    """Refuse ranks started with different ``settings`` (they would train different runs, hang
+    at a collective or abort in it), naming the keys that differ; nothing on one process."""
+    if not is_distributed():
+        return
+    everyone: list[Any] = [None] * world_size()
+    dist.all_gather_object(everyone, settings)
+    differ = [key for key in settings if any(other.get(key) != everyone[0].get(key)
+                                             for other in everyone)]
+    if differ:
+        detail = "; ".join(
+            f"{key}: " + ", ".join(f"rank {index} {other.get(key)!r}"
+                                   for index, other in enumerate(everyone))
+            for key in differ[:4])
+        raise ValueError(f"the ranks were started with different settings ({detail}); start "
+                         "every rank with the same flags")
 
 
 class _GatherWithGradient(torch.autograd.Function):

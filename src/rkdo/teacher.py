@@ -46,7 +46,8 @@ with a per-row weight ``c_i = prod (1 - alpha)``, plus the accumulated student m
   rows still sum to one but evicted entries are smeared uniformly (an approximation; with
   ``k >= n`` it is exact). Fashion-MNIST (n = 60,000) with ``k = 64`` takes 31 MB, with
   ``k = 1,024`` 0.5 GB;
-- ``auto``: dense when ``n^2`` entries fit in ``memory_budget_mb`` (MiB), else top-k.
+- ``auto``: dense when ``n^2`` entries fit in ``memory_budget_mb`` (MiB), else top-k
+  (:mod:`rkdo.teacher_storage` sizes them and keeps a batch's candidates).
 
 A batch may repeat a sample: each copy of a repeated candidate holds an equal share of the
 sample's mass, the student's mass over copies is summed, and repeated anchors write the average
@@ -72,6 +73,13 @@ from rkdo.schedules import (
     temperature_schedule,
     temporal_temperature,
 )
+from rkdo.teacher_storage import (
+    FIELD_DTYPES,
+    STORAGES,
+    CandidateBatch,
+    average_repeated_rows,
+    choose_storage,
+)
 
 __all__ = [
     "ALPHA_SCHEDULES",
@@ -83,59 +91,7 @@ __all__ = [
     "TemporalRKDOLoss",
 ]
 
-STORAGES: tuple[str, ...] = ("auto", "dense", "topk")
 SUPERVISORY: tuple[str, ...] = ("augmentation", "labels")
-_FIELD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_MIB = 2**20
-
-
-def _choose_storage(storage: str, n: int, topk: int, dtype: torch.dtype, budget_mb: float
-                    ) -> str:
-    """``dense`` or ``topk``: the one asked for, or for ``auto`` dense when it fits the budget;
-    ``ValueError`` when the chosen storage exceeds the budget."""
-    dense_bytes = n * n * torch.empty((), dtype=dtype).element_size()
-    topk_bytes = n * topk * (4 + 4)  # int32 index + float32 value per entry
-    if storage == "auto":
-        storage = "dense" if dense_bytes <= budget_mb * _MIB else "topk"
-    needed = dense_bytes if storage == "dense" else topk_bytes
-    if needed > budget_mb * _MIB:
-        raise ValueError(
-            f"storage={storage!r} needs {needed / _MIB:.1f} MiB for n_samples={n}, over "
-            f"memory_budget_mb={budget_mb:g}; raise memory_budget_mb, lower topk, or use "
-            "storage='topk'"
-        )
-    return storage
-
-
-class _Batch:
-    """Sample bookkeeping for one evaluation: which columns are copies of the same sample."""
-
-    def __init__(self, n_samples: int, candidates: Tensor) -> None:
-        device = candidates.device
-        count = candidates.shape[0]
-        position = torch.full((n_samples,), -1, dtype=torch.long, device=device)
-        position[candidates] = torch.arange(count, device=device)
-        self.candidates = candidates
-        self.position = position
-        # the one column every copy of a sample maps to (whichever write won above)
-        self.canonical = position[candidates]
-        copies = torch.zeros(count, device=device).index_add_(
-            0, self.canonical, torch.ones(count, device=device)
-        )
-        self.copies = copies[self.canonical]
-
-
-def _average_repeated_rows(n_samples: int, rows: Tensor, values: Tensor) -> Tensor:
-    """Replace the rows of repeated samples by their mean, so repeated writes agree."""
-    count = rows.shape[0]
-    position = torch.full((n_samples,), -1, dtype=torch.long, device=rows.device)
-    position[rows] = torch.arange(count, device=rows.device)
-    canonical = position[rows]
-    total = torch.zeros_like(values).index_add_(0, canonical, values)
-    copies = torch.zeros(count, device=rows.device, dtype=values.dtype).index_add_(
-        0, canonical, torch.ones(count, device=rows.device, dtype=values.dtype)
-    )
-    return (total / copies[:, None])[canonical]
 
 
 class TemporalRKDOLoss(nn.Module):
@@ -206,13 +162,13 @@ class TemporalRKDOLoss(nn.Module):
             raise ValueError(f"in_step must be an rkdo.RKDOLoss or None, got {type(in_step)}")
         self.in_step = in_step
         self.gather_distributed = bool(gather_distributed)
-        if dtype not in _FIELD_DTYPES:
-            raise ValueError(f"dtype must be one of {_FIELD_DTYPES}, got {dtype!r}")
+        if dtype not in FIELD_DTYPES:
+            raise ValueError(f"dtype must be one of {FIELD_DTYPES}, got {dtype!r}")
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
         self.topk = min(check_int("topk", topk, low=1), n)
         self.memory_budget_mb = budget = check_positive("memory_budget_mb", memory_budget_mb)
-        self.storage = storage = _choose_storage(storage, n, self.topk, dtype, budget)
+        self.storage = storage = choose_storage(storage, n, self.topk, dtype, budget)
 
         self.register_buffer("static_weight", torch.ones(n))
         if storage == "dense":
@@ -250,14 +206,14 @@ class TemporalRKDOLoss(nn.Module):
 
     # -- the field -----------------------------------------------------------------------------
 
-    def _record_labels(self, batch: _Batch, labels: Tensor) -> None:
+    def _record_labels(self, batch: CandidateBatch, labels: Tensor) -> None:
         unseen = self.sample_labels[batch.candidates] < 0
         columns = torch.arange(batch.candidates.shape[0], device=labels.device)
         first_copy = batch.canonical == columns
         self.class_counts.index_add_(0, labels, (unseen & first_copy).to(self.class_counts.dtype))
         self.sample_labels[batch.candidates] = labels
 
-    def _static(self, anchors: Tensor, batch: _Batch, anchor_labels: Tensor | None,
+    def _static(self, anchors: Tensor, batch: CandidateBatch, anchor_labels: Tensor | None,
                 candidate_labels: Tensor | None) -> Tensor:
         """``p0(j|i)`` at dataset scale for every (anchor, candidate) pair, ``(B, N)``."""
         if self.supervisory == "augmentation":
@@ -265,7 +221,7 @@ class TemporalRKDOLoss(nn.Module):
         same = (anchor_labels[:, None] == candidate_labels[None, :]).float()
         return same / self.class_counts[anchor_labels].clamp_min(1.0)[:, None]
 
-    def _explicit(self, anchors: Tensor, batch: _Batch) -> Tensor:
+    def _explicit(self, anchors: Tensor, batch: CandidateBatch) -> Tensor:
         """The accumulated student mass ``e_i(j)`` for every (anchor, candidate) pair."""
         if self.storage == "dense":
             return self.explicit[anchors[:, None], batch.candidates[None, :]].float()
@@ -278,8 +234,8 @@ class TemporalRKDOLoss(nn.Module):
         return block[:, :columns][:, batch.canonical] + leak
 
     @torch.no_grad()
-    def log_target(self, anchors: Tensor, batch: _Batch, anchor_labels: Tensor | None = None,
-                   candidate_labels: Tensor | None = None,
+    def log_target(self, anchors: Tensor, batch: CandidateBatch,
+                   anchor_labels: Tensor | None = None, candidate_labels: Tensor | None = None,
                    dtype: torch.dtype = torch.float32) -> Tensor:
         """``log`` of the debiased teacher rows restricted to the batch's candidates, ``(B, N)``."""
         mass = (
@@ -291,14 +247,14 @@ class TemporalRKDOLoss(nn.Module):
         return log_debias(log_p, self.debias) if self.debias > 0 else log_p
 
     @torch.no_grad()
-    def update(self, rows: Tensor, batch: _Batch, student: Tensor, alpha: float) -> None:
+    def update(self, rows: Tensor, batch: CandidateBatch, student: Tensor, alpha: float) -> None:
         """``p(.|i) <- (1 - alpha) p(.|i) + alpha q~(.|i)`` for the rows ``rows`` (sample indices).
 
         ``student`` is ``(R, N)``: each row's student distribution over the batch's candidates.
         """
         if alpha == 0.0:
             return
-        student = _average_repeated_rows(self.n_samples, rows, student.float())
+        student = average_repeated_rows(self.n_samples, rows, student.float())
         keep = 1.0 - alpha
         self.static_weight[rows] = keep * self.static_weight[rows]
         if self.storage == "dense":
@@ -333,7 +289,7 @@ class TemporalRKDOLoss(nn.Module):
         """
         index = torch.as_tensor(index, dtype=torch.long, device=self.static_weight.device)
         everything = torch.arange(self.n_samples, device=index.device)
-        batch = _Batch(self.n_samples, everything)
+        batch = CandidateBatch(self.n_samples, everything)
         labels = anchor_labels = None
         if self.supervisory == "labels":
             labels = self.sample_labels
@@ -390,7 +346,7 @@ class TemporalRKDOLoss(nn.Module):
         if self.gather_distributed and distributed.is_distributed():
             gather = distributed.gather_no_grad
         candidates = gather(index)
-        batch = _Batch(self.n_samples, candidates)
+        batch = CandidateBatch(self.n_samples, candidates)
         anchor_labels = candidate_labels = None
         if labels is not None and self.supervisory == "labels":
             anchor_labels = labels.to(device=index.device, dtype=torch.long)

@@ -1,7 +1,8 @@
 """Training: the run configuration (:mod:`.config`, declarations only), its checks
 (:mod:`.checks`), how each loss is called on a batch (:mod:`.loss_call`), what a config builds
 (:mod:`.components`), the run directory (:mod:`.rundir`), the field recorder (:mod:`.recorder`)
-and the loop (:mod:`.loop`: checkpointed, resumable, torchrun-ready)."""
+the loop (:mod:`.loop`: checkpointed, resumable, torchrun-ready) and :func:`train`
+(:mod:`.trainer`), which sets a run up and runs the loop."""
 
 from rkdo.fields import FIELDS_FILE
 from rkdo.training.checks import validate
@@ -14,7 +15,7 @@ from rkdo.training.config import (
     config_identity,
 )
 from rkdo.training.interrupt import Interrupted
-from rkdo.training.loop import TrainingError, train
+from rkdo.training.loop import TrainingError
 from rkdo.training.loss_call import LossCall, build_loss
 from rkdo.training.rundir import (
     CHECKPOINT_FILE,
@@ -27,6 +28,7 @@ from rkdo.training.rundir import (
     read_config,
     run_is_complete,
 )
+from rkdo.training.trainer import train
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_FILE", "FIELDS_FILE", "METRICS_FILE",

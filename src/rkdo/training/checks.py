@@ -2,7 +2,7 @@
 the data (image size vs dataset and encoder), the machine (device, memory) and the loss (its
 hyper-parameter ranges, which the loss itself checks when it is built).
 
-Set-up (:func:`rkdo.training.loop.train`, the floors of :mod:`.components`) calls
+Set-up (:func:`rkdo.training.trainer.train`, the floors of :mod:`.components`) calls
 :func:`check_settings` once and builds the loss once; :func:`validate` is the same checks plus a
 two-sample build of the loss, for callers that want every refusal before any work (the bench
 planner, tests). Each error says what to change.

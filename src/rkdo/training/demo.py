@@ -18,8 +18,8 @@ import torch
 from rkdo._io import read_jsonl
 from rkdo.training.components import evaluate_initial
 from rkdo.training.config import TrainConfig
-from rkdo.training.loop import train
 from rkdo.training.rundir import METRICS_FILE
+from rkdo.training.trainer import train
 from rkdo.vision import data as data_module
 
 __all__ = ["run_demo", "format_table", "DEMO_METRICS"]

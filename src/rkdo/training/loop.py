@@ -1,4 +1,4 @@
-"""Training: two augmented views, an encoder, an I-Con / RKDO loss, checkpoints and resume.
+"""The training loop: two augmented views, an encoder, an I-Con / RKDO loss, checkpoints.
 
 One step of self-supervised neighbourhood-KL training, for a batch ``x`` of sample indices ``I``:
 
@@ -18,17 +18,16 @@ option existed. ``compile=True`` wraps the forward in ``torch.compile``; checkpo
 uncompiled module's weights. Data parallel
 training runs under ``torchrun`` (``torch.distributed``): every rank draws its part of each epoch
 from a :class:`~torch.utils.data.DistributedSampler`, losses gather candidates from all ranks, and
-only rank 0 writes files.
+only rank 0 writes files. :func:`rkdo.training.trainer.train` sets a run up and runs this loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,13 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from rkdo import distributed
-from rkdo._io import read_json, write_json_atomic
-from rkdo._validation import check_positive
+from rkdo._io import write_json_atomic
 from rkdo.evaluation import plan_evaluation
 from rkdo.fields import FIELDS_FILE, load_fields
 from rkdo.training.checkpoint import first_nonfinite, load_weights
-from rkdo.training.checks import check_settings
 from rkdo.training.components import Components, evaluate_parts
 from rkdo.training.config import TrainConfig
-from rkdo.training.interrupt import Interrupted, StopNow, StopSignals, signal_name
+from rkdo.training.interrupt import Interrupted, StopSignals, signal_name
 from rkdo.training.recorder import FieldRecorder
 from rkdo.training.rundir import (
     CHECKPOINT_FILE,
@@ -57,130 +54,19 @@ from rkdo.training.rundir import (
     check_out_dir,
     check_writable,
     load_checkpoint,
-    read_config,
-    resume_config,
     save_checkpoint,
-    save_config,
     start_run,
     truncate_metrics,
 )
 
-__all__ = ["TrainingError", "train"]
+__all__ = ["TrainingError", "TrainingLoop"]
 
 
 class TrainingError(RuntimeError):
     """The run cannot go on (e.g. a non-finite loss); the message says where and what is kept."""
 
 
-def train(
-    config: TrainConfig | None,
-    out: str | os.PathLike[str],
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    stop_after: int | None = None,
-    changes: dict[str, Any] | None = None,
-    checkpoint_minutes: float = 5.0,
-    adapt_batch_size: bool = False,
-) -> dict[str, Any]:
-    """Train (or resume) a run in ``out`` and return its final evaluation.
-
-    Args:
-        config: the run's settings (ignored when resuming: the saved ``config.json`` is used).
-        out: run directory: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``eval.json``.
-        resume: continue the run saved in ``out`` from its last checkpoint; a finished run
-            returns its saved evaluation.
-        overwrite: allow replacing a different or finished run in ``out``.
-        progress: show a progress bar (rank 0 only).
-        stop_after: stop (with a checkpoint) after this many steps in total, as an interruption
-            would; used to test resume.
-        changes: with ``resume``, settings to change (:data:`~rkdo.training.rundir.
-            RESUME_CHANGES`: more ``epochs``, execution fields); others are refused by name.
-        checkpoint_minutes: also write a checkpoint when this much time has passed since the
-            last one (0: only every ``checkpoint_every`` steps, at evaluations and at the end).
-        adapt_batch_size: a new run whose ``batch_size`` is larger than its training split
-            trains on the whole split a step instead of being refused, and ``config.json``
-            records the size used (the command line sets it when the size was not typed).
-
-    Under ``torchrun`` every rank compares its settings with the others' first and refuses a
-    difference in one line naming the fields.
-
-    SIGINT and SIGTERM stop the run after the current step with a checkpoint, raising
-    :class:`Interrupted` (a ``KeyboardInterrupt``); the directory is locked while it trains.
-    """
-    out = Path(out)
-    check_positive("checkpoint-minutes", checkpoint_minutes, allow_zero=True)
-    owns_group = distributed.join_process_group(config.device if config is not None else "auto")
-    lock = RunLock(out)
-    try:
-        with StopSignals() as signals:
-            try:
-                if resume:
-                    config = _resume(out, lock, changes)
-                    if config is None:
-                        return read_json(out / EVAL_FILE)
-                elif config is None:
-                    raise ValueError("give a TrainConfig for a new run, or resume=True")
-                _same_settings_on_every_rank(config, out, resume)
-                device = check_settings(config)  # the one check of the settings
-                if resume and changes and distributed.rank() == 0:
-                    save_config(out, config)  # the changes a resumed run may make, checked
-                training = _Training(config, device, out, resume=resume, overwrite=overwrite,
-                                     progress=progress, lock=lock, signals=signals,
-                                     adapt_batch_size=adapt_batch_size)
-                return training.run(stop_after, checkpoint_minutes * 60.0)
-            except StopNow as stop:
-                raise Interrupted(stop.signum, _stopped_at_once(out, stop.signum)) from None
-    finally:
-        lock.release()
-        if owns_group:
-            dist.destroy_process_group()
-
-
-def _resume(out: Path, lock: RunLock, changes: dict[str, Any] | None) -> TrainConfig | None:
-    """The config to resume in ``out`` (``None`` if the run has finished), with the lock held."""
-    writer = distributed.rank() == 0
-    if writer and out.is_dir():
-        lock.acquire()  # before reading: a live run may not have its first checkpoint yet
-    read_config(out)  # says what is missing
-    config = resume_config(out, changes)
-    final = out / EVAL_FILE
-    if final.exists() and read_json(final).get("epoch") == config.epochs:
-        return None
-    return config
-
-
-def _same_settings_on_every_rank(config: TrainConfig, out: Path, resume: bool) -> None:
-    """Under torchrun, refuse ranks started with different settings (they would train different
-    runs, hang at a collective or abort in it), naming the fields that differ."""
-    if not distributed.is_distributed():
-        return
-    mine = {"out": str(out.resolve()), "resume": resume, **asdict(config)}
-    everyone: list[Any] = [None] * distributed.world_size()
-    dist.all_gather_object(everyone, mine)
-    differ = [key for key in mine if any(other.get(key) != everyone[0].get(key)
-                                         for other in everyone)]
-    if differ:
-        detail = "; ".join(
-            f"{key}: " + ", ".join(f"rank {rank} {other.get(key)!r}"
-                                   for rank, other in enumerate(everyone))
-            for key in differ[:4])
-        raise ValueError(f"the ranks were started with different settings ({detail}); start "
-                         "every rank with the same flags")
-
-
-def _stopped_at_once(out: Path, signum: int) -> str:
-    """What an interruption outside a training step leaves behind."""
-    name = signal_name(signum)
-    if not (out / CHECKPOINT_FILE).exists():
-        return (f"interrupted by {name} before the first checkpoint; start again with "
-                f"`rkdo train --out {out} --overwrite ...`")
-    return (f"interrupted by {name}; the last checkpoint in {out} is kept; continue with "
-            f"`rkdo train --resume {out}`")
-
-
-class _Training:
+class TrainingLoop:
     """One process's training run: its set-up, counters, logs, and the step and its follow-ups.
 
     The epoch's loss is summed on the device and read once per logged line: no host sync in
@@ -223,6 +109,16 @@ class _Training:
         if new_run and not lock.held:
             lock.acquire()
             check_out_dir(out, config, overwrite)  # again, now that no one else can start here
+        self._counters(world, rank)
+        if resume:
+            self._restore()
+        elif self.is_writer:
+            start_run(out, config)
+        self._outputs(progress)
+
+    def _counters(self, world: int, rank: int) -> None:
+        """This rank's data order, augmentation generator, data on the device and counters."""
+        config, parts = self.config, self.parts
         self.sampler = DistributedSampler(
             range(len(parts.data.train)), num_replicas=world, rank=rank, shuffle=True,
             seed=config.seed, drop_last=True,
@@ -234,15 +130,15 @@ class _Training:
         self.epoch_loss, self.epoch_steps = torch.zeros((), device=self.device), 0
         self.checkpoint_step: int | None = None
         self.checkpoint_seconds, self.last_checkpoint = 0.0, time.monotonic()
-        if resume:
-            self._restore()
-        elif self.is_writer:
-            start_run(out, config)
+
+    def _outputs(self, progress: bool) -> None:
+        """The model as trained (DDP, compiled), the metrics log and the progress bar."""
+        config, parts = self.config, self.parts
         self.model: nn.Module = parts.model
         if distributed.is_distributed():
             self.model = nn.parallel.DistributedDataParallel(parts.model)
         self.forward: nn.Module = torch.compile(self.model) if config.compile else self.model
-        self.log = MetricsLog(out, enabled=self.is_writer, config=config)
+        self.log = MetricsLog(self.out, enabled=self.is_writer, config=config)
         self.bar = None
         if progress and self.is_writer:
             from tqdm.auto import tqdm

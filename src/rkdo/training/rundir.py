@@ -42,13 +42,15 @@ from rkdo.fields import FIELDS_FILE
 from rkdo.training.checkpoint import first_nonfinite, load_state, load_weights, save_state
 from rkdo.training.components import Components
 from rkdo.training.config import EXECUTION_FIELDS, TrainConfig
+from rkdo.training.interrupt import signal_name
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "EVAL_FILE", "CHECKPOINT_FILE",
     "TENSORBOARD_DIR", "RunExistsError", "RunLock", "Run", "check_out_dir",
     "check_writable",
     "start_run", "save_config", "read_config", "load_config", "save_checkpoint", "load_checkpoint",
-    "truncate_metrics", "run_is_complete", "RESUME_CHANGES", "resume_config", "MetricsLog",
+    "truncate_metrics", "run_is_complete", "RESUME_CHANGES", "resume_config", "resumed_config",
+    "stopped_message", "MetricsLog",
     "write_metrics_csv", "load_run",
 ]
 
@@ -178,6 +180,30 @@ def run_is_complete(out: str | os.PathLike[str], changes: dict[str, Any] | None 
         return False
     epochs = (changes or {}).get("epochs") or load_config(out / CONFIG_FILE).epochs
     return read_json(out / EVAL_FILE).get("epoch") == epochs
+
+
+def resumed_config(out: Path, lock: RunLock, changes: dict[str, Any] | None
+                   ) -> TrainConfig | None:
+    """The config to resume in ``out`` with ``changes`` (:func:`resume_config`), the lock held by
+    rank 0; ``None`` if the run has finished."""
+    if distributed.rank() == 0 and out.is_dir():
+        lock.acquire()  # before reading: a live run may not have its first checkpoint yet
+    read_config(out)  # says what is missing
+    config = resume_config(out, changes)
+    final = out / EVAL_FILE
+    if final.exists() and read_json(final).get("epoch") == config.epochs:
+        return None
+    return config
+
+
+def stopped_message(out: Path, signum: int) -> str:
+    """What an interruption outside a training step leaves behind, and how to go on."""
+    name = signal_name(signum)
+    if not (out / CHECKPOINT_FILE).exists():
+        return (f"interrupted by {name} before the first checkpoint; start again with "
+                f"`rkdo train --out {out} --overwrite ...`")
+    return (f"interrupted by {name}; the last checkpoint in {out} is kept; continue with "
+            f"`rkdo train --resume {out}`")
 
 
 RESUME_CHANGES = ("epochs", *EXECUTION_FIELDS)
