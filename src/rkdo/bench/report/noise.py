@@ -104,14 +104,16 @@ def _conditions(values: Values) -> list[str]:
     return [c for c in _CONDITIONS if c in values] + sorted(set(values) - set(_CONDITIONS))
 
 
-def recursion_table(values: Values, metrics: tuple[str, ...] = ("clean_probe", "knn_noisy_20")
-                    ) -> str:
-    """Recursive vs static SupCon per noise level: paired difference, 95% CI, p (markdown)."""
+def recursion_table(values: Values, metrics: tuple[str, ...] = ("clean_probe", "knn_noisy_20"),
+                    reference: str = STATIC) -> str:
+    """Recursive SupCon vs ``reference`` (static SupCon by default) per noise level: paired
+    difference, 95% CI, p (markdown)."""
+    short = "static" if reference == STATIC else _name(reference)
     head = "| noise | recursive teacher | " + " | ".join(
-        f"{NOISE_METRICS[m]}: recursive - static [95% CI], p" for m in metrics) + " | seeds |"
+        f"{NOISE_METRICS[m]}: recursive - {short} [95% CI], p" for m in metrics) + " | seeds |"
     lines = [head, "|---|---|" + "---|" * len(metrics) + "---|"]
     for condition in _conditions(values):
-        static = values[condition].get(STATIC, {})
+        static = values[condition].get(reference, {})
         for teacher in RECURSIVE:
             mine = values[condition].get(teacher)
             if mine is None:
@@ -174,7 +176,9 @@ def build_noise_report(store: str | os.PathLike[str], durations: tuple[int, ...]
             continue
         parts += [f"## After {duration} epochs", "",
                   "### Recursive vs static SupCon (paired by seed)", "",
-                  recursion_table(values), ""]
+                  recursion_table(values), "",
+                  "### Recursive SupCon vs CE + hard bootstrapping (the field's baseline)", "",
+                  recursion_table(values, reference="ce-bootstrap-hard"), ""]
         for metric in ("clean_probe", "knn_noisy_20", "head_acc"):
             parts += [f"### Which teacher wins: {NOISE_METRICS[metric]}", "",
                       _winners(values, metric), ""]
