@@ -221,7 +221,7 @@ def noise_figure(values: Values, path: str | os.PathLike[str],
 
     conditions = _conditions(values)
     metrics = ("clean_probe", "knn_noisy_20")
-    figure = Figure(figsize=(7.0, 3.4), dpi=200, constrained_layout=True)
+    figure = Figure(figsize=(7.0, 4.0), dpi=200, layout="constrained")
     axes = figure.subplots(1, 2, sharey=False)
     width = 0.8 / max(len(teachers), 1)
     for ax, metric in zip(axes, metrics, strict=True):
@@ -245,13 +245,14 @@ def noise_figure(values: Values, path: str | os.PathLike[str],
                             label=_name(teacher))
         ax.axhline(0.0, color="0.4", lw=0.8)
         ax.set_xticks(range(len(conditions)))
-        ax.set_xticklabels([c.replace("sym", "sym ").replace("asym ", "asym") for c in
-                            conditions], fontsize=7)
+        ax.set_xticklabels([f"{c[4:]} asym." if c.startswith("asym") else c[3:]
+                            for c in conditions], fontsize=7)
         ax.set_xlabel("training-label noise (%)", fontsize=8)
         ax.set_ylabel(f"{NOISE_METRICS[metric]}\nminus static SupCon (accuracy)", fontsize=8)
         ax.tick_params(labelsize=7)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=6, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7)
     path = Path(path)
     figure.savefig(path, dpi=200)
     return path
