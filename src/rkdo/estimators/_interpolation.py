@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+import scipy.fft
 import torch
 from torch import Tensor
 
@@ -58,7 +60,21 @@ def _kernel_spectra(m: int, spacing: float, dof: float, dtype: torch.dtype,
     # slot m is offset -m, which no pair of nodes has
     kernels[:, m, :] = 0.0
     kernels[:, :, m] = 0.0
-    return torch.fft.rfft2(kernels)
+    return _rfft2(kernels)
+
+
+def _rfft2(x: Tensor) -> Tensor:
+    """Real 2-D FFT over the last two axes; on the CPU scipy's, on one thread: at these sizes
+    the thread handshakes of torch's cost more than they save on shared cores."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(scipy.fft.rfft2(x.numpy(), workers=1))
+    return torch.fft.rfft2(x)
+
+
+def _irfft2(x: Tensor, size: int) -> Tensor:
+    if x.device.type == "cpu":
+        return torch.from_numpy(scipy.fft.irfft2(x.numpy(), s=(size, size), workers=1))
+    return torch.fft.irfft2(x, s=(size, size))
 
 
 def _smooth(k: int) -> int:
@@ -87,8 +103,9 @@ def max_boxes(n: int, min_boxes: int = 50) -> int:
 def _grid(span: float, n: int, points: int, min_boxes: int,
           box_width: float) -> tuple[int, float]:
     """``(boxes, node spacing)`` of the grid that covers ``span`` (see :func:`repulsion`)."""
-    if span <= min_boxes * box_width:
-        return min_boxes, span / (min_boxes * points)
+    if span <= min_boxes * box_width:  # width rounded up to 2^(k/8): spectra reused
+        width = 2.0 ** (math.ceil(8.0 * math.log2(span / min_boxes)) / 8.0)
+        return min_boxes, min(width, box_width) / points
     cap = max_boxes(n, min_boxes)
     width = box_width
     if span > cap * box_width:  # widen the boxes in steps of 2^(1/4): the spectra stay cached
@@ -103,6 +120,36 @@ def _exact(y: Tensor, dof: float) -> tuple[Tensor, Tensor]:
     w = base.pow(0.5 * (dof + 1.0))
     z = w.sum() - y.shape[0]
     return (w.mul_(base)[:, :, None] * diff).sum(1), z
+
+
+def _numpy_sums(y: np.ndarray, low: np.ndarray, spacing: float, boxes: int, points: int,
+                spectra: np.ndarray) -> tuple[np.ndarray, float]:
+    """The grid steps of :func:`repulsion` in numpy on one thread (CPU): ``(R, Z)``."""
+    n, m = y.shape[0], boxes * points
+    scaled = (y - low) / spacing
+    box = np.clip(np.floor(scaled / points), 0, boxes - 1)
+    local = scaled - box * points
+    nodes = np.arange(points) + 0.5
+    basis = []
+    for axis in range(2):
+        terms = np.ones((n, points), dtype=y.dtype)
+        for k in range(points):
+            for other in range(points):
+                if other != k:
+                    terms[:, k] *= (local[:, axis] - nodes[other]) / (nodes[k] - nodes[other])
+        basis.append(terms)
+    weights = (basis[0][:, :, None] * basis[1][:, None, :]).reshape(n, -1)
+    start = box.astype(np.int64) * points
+    offsets = np.arange(points)
+    flat = ((start[:, 0, None] + offsets)[:, :, None] * m
+            + (start[:, 1, None] + offsets)[:, None, :]).reshape(n, -1)
+    grid = np.zeros((2 * m, 2 * m), dtype=y.dtype)
+    grid[:m, :m] = np.bincount(flat.ravel(), weights.ravel(), minlength=m * m).reshape(m, m)
+    field = scipy.fft.irfft2(scipy.fft.rfft2(grid, workers=1)[None] * spectra,
+                             s=(2 * m, 2 * m), workers=1)
+    field = field[:, :m, :m].reshape(3, -1)
+    phi = np.einsum("cnk,nk->cn", field[:, flat], weights)
+    return np.ascontiguousarray(phi[1:3].T, dtype=y.dtype), float(phi[0].sum(dtype=np.float64)) - n
 
 
 def repulsion(y: Tensor, *, dof: float = 1.0, points: int = 3, min_boxes: int = 50,
@@ -121,10 +168,19 @@ def repulsion(y: Tensor, *, dof: float = 1.0, points: int = 3, min_boxes: int = 
     n = y.shape[0]
     if n <= EXACT_UP_TO:
         return _exact(y, dof)
-    low = y.min(dim=0).values
-    span = float((y.max(dim=0).values - low).max()) * (1.0 + 1e-6) + 1e-12
+    if y.device.type == "cpu":  # numpy's reductions: no thread handshake
+        values = y.detach().numpy()
+        low = torch.from_numpy(values.min(axis=0))
+        span = float((values.max(axis=0) - values.min(axis=0)).max()) * (1.0 + 1e-6) + 1e-12
+    else:
+        low = y.min(dim=0).values
+        span = float((y.max(dim=0).values - low).max()) * (1.0 + 1e-6) + 1e-12
     boxes, spacing = _grid(span, n, points, min_boxes, box_width)
     m = boxes * points
+    spectra = _kernel_spectra(m, spacing, float(dof), y.dtype, y.device)
+    if y.device.type == "cpu":
+        r, z = _numpy_sums(values, values.min(axis=0), spacing, boxes, points, spectra.numpy())
+        return torch.from_numpy(r), torch.tensor(z, dtype=y.dtype)
     scaled = (y - low) / spacing
     box = (scaled / points).floor().clamp_(0, boxes - 1)
     local = scaled - box * points
@@ -137,8 +193,7 @@ def repulsion(y: Tensor, *, dof: float = 1.0, points: int = 3, min_boxes: int = 
 
     grid = y.new_zeros(2 * m, 2 * m)
     grid[:m, :m] = y.new_zeros(m * m).index_add_(0, flat, weights.reshape(-1)).reshape(m, m)
-    spectra = _kernel_spectra(m, spacing, float(dof), y.dtype, y.device)
-    field = torch.fft.irfft2(torch.fft.rfft2(grid)[None] * spectra, s=(2 * m, 2 * m))
+    field = _irfft2(_rfft2(grid)[None] * spectra, 2 * m)
     field = field[:, :m, :m].reshape(3, -1)
     phi = (field[:, flat].reshape(3, n, -1) * weights[None]).sum(-1)  # (3, n)
     z = phi[0].sum() - n
