@@ -76,36 +76,57 @@ def load(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.float64) / 255.0, labels
 
 
+def _open_tsne(x: np.ndarray, threads: int, seed: int) -> np.ndarray:
+    from openTSNE import TSNE as OpenTSNE
+
+    return np.asarray(OpenTSNE(n_jobs=threads, random_state=seed).fit(x))
+
+
+def _sklearn_tsne(x: np.ndarray, threads: int, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    return TSNE(n_jobs=threads, random_state=seed).fit_transform(x)
+
+
+def _umap(x: np.ndarray, threads: int, seed: int) -> np.ndarray:
+    from umap import UMAP
+
+    return UMAP(n_jobs=threads).fit_transform(x)
+
+
+def _cne(x: np.ndarray, threads: int, seed: int) -> np.ndarray:
+    import cne
+
+    return cne.CNE(seed=seed).fit_transform(x)
+
+
+def _torchdr(x: np.ndarray, threads: int, seed: int) -> np.ndarray:
+    import torchdr
+
+    return np.asarray(torchdr.TSNE(random_state=seed, device="cpu", max_iter=1000)
+                      .fit_transform(x.astype(np.float32)))
+
+
 def embedders(threads: int, seed: int, recursive: bool) -> dict[str, Callable]:
+    """Name -> ``fit_transform``; a peer is imported only when its method runs."""
     methods: dict[str, Callable] = {
         "rkdo t-SNE": lambda x: NeighbourEmbedding(random_state=seed).fit_transform(x),
     }
+    peers = {"openTSNE": ("openTSNE", _open_tsne), "sklearn TSNE": ("sklearn", _sklearn_tsne),
+             "UMAP": ("umap", _umap), "torchdr TSNE": ("torchdr", _torchdr)}
     if importlib.util.find_spec("openTSNE"):
-        from openTSNE import TSNE as OpenTSNE
-
-        methods["openTSNE"] = lambda x: np.asarray(
-            OpenTSNE(n_jobs=threads, random_state=seed).fit(x))
+        methods["openTSNE"] = lambda x: _open_tsne(x, threads, seed)
     methods["rkdo InfoNCE (sampled)"] = lambda x: NeighbourEmbedding(
         objective="infonce", random_state=seed).fit_transform(x)
     if recursive:
         methods["rkdo t-SNE, teacher 0.05 linear"] = lambda x: NeighbourEmbedding(
             alpha=0.05, alpha_schedule="linear", random_state=seed).fit_transform(x)
-    from sklearn.manifold import TSNE
-
-    methods["sklearn TSNE"] = lambda x: TSNE(n_jobs=threads, random_state=seed).fit_transform(x)
-    if importlib.util.find_spec("umap"):
-        from umap import UMAP
-
-        methods["UMAP"] = lambda x: UMAP(n_jobs=threads).fit_transform(x)
+    for name, (module, fit) in peers.items():
+        if name != "openTSNE" and importlib.util.find_spec(module):
+            methods[name] = lambda x, fit=fit: fit(x, threads, seed)
+    # PyPI's ``cne`` is an unrelated package; the Berens lab's has ``CNE``
     if importlib.util.find_spec("cne") and hasattr(importlib.import_module("cne"), "CNE"):
-        import cne
-
-        methods["contrastive-ne"] = lambda x: cne.CNE(seed=seed).fit_transform(x)
-    if importlib.util.find_spec("torchdr"):
-        import torchdr
-
-        methods["torchdr TSNE"] = lambda x: np.asarray(torchdr.TSNE(
-            random_state=seed, device="cpu", max_iter=1000).fit_transform(x.astype(np.float32)))
+        methods["contrastive-ne"] = lambda x: _cne(x, threads, seed)
     return methods
 
 
