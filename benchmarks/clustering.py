@@ -47,6 +47,7 @@ ABLATION: dict[str, dict] = {
     "debiased p and q (a = b = 0.5)": {"debias_p": 0.5, "debias_q": 0.5},
     "EMA target (0.9)": {"ema": 0.9},
     "spectral start only (1 epoch)": {"max_iter": 1},
+    "one restart (n_init=1)": {"n_init": 1},
 }
 
 
