@@ -7,8 +7,8 @@ command runs once alone and once beside it, under each policy asked for:
 - ``rkdo``: the ``rkdo`` command's own defaults (passive waiting; one thread per free core,
   one thread for ``rkdo demo``; :mod:`rkdo.cli._threads`);
 - ``torch``: torch's defaults, as before the command set any (OpenMP's default wait policy, one
-  thread per core): ``OMP_WAIT_POLICY`` set empty (OpenMP's default) and ``OMP_NUM_THREADS`` =
-  the number of cores.
+  thread per core): ``OMP_WAIT_POLICY`` set empty (OpenMP's default; libgomp says "Invalid
+  value" and uses it) and ``OMP_NUM_THREADS`` = the number of cores.
 
 The table gives the wall time of each run, the ratio beside / alone, and the one-minute load
 average before each run (other processes on the machine count too: quote it with the figures).
@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("command", nargs="+", help="the rkdo command line after `rkdo`")
     args = parser.parse_args()
     command = [sys.executable, "-m", "rkdo", *args.command]
-    rows = []
+    print(f"`rkdo {' '.join(args.command)}` on {len(os.sched_getaffinity(0))} cores")
+    print("| policy | alone (s) | load before | beside a torch job (s) | load before | ratio |")
+    print("|---|---:|---:|---:|---:|---:|", flush=True)
     for policy in args.policies:
         alone, load_alone = _timed(command, _env(policy))
         neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR],
@@ -66,13 +68,8 @@ def main() -> None:
         finally:
             neighbour.terminate()
             neighbour.wait()
-        rows.append((policy, alone, load_alone, beside, load_beside))
-    print(f"`rkdo {' '.join(args.command)}` on {len(os.sched_getaffinity(0))} cores")
-    print("| policy | alone (s) | load before | beside a torch job (s) | load before | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for policy, alone, load_alone, beside, load_beside in rows:
         print(f"| {policy} | {alone:.1f} | {load_alone:.1f} | {beside:.1f} | {load_beside:.1f} "
-              f"| {beside / alone:.2f}x |")
+              f"| {beside / alone:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
