@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
 from rkdo.estimators._cluster_graph import SupervisoryGraph
+from rkdo.estimators._mlp import mlp
 
 __all__ = ["KernelClustering", "AFFINITIES", "INITS", "clustering_loss"]
 
@@ -96,15 +97,6 @@ def clustering_loss(log_f: Tensor, log_g: Tensor, log_mass: Tensor, weight: Tens
                                                             debias_q, n)
     return (weight * attract).mean()
 
-
-def _mlp(n_features: int, hidden: tuple[int, ...], n_clusters: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = n_features
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, n_clusters))
-    return nn.Sequential(*layers)
 
 
 def _same_cluster(labels: Tensor, n_clusters: int, generator: torch.Generator) -> Tensor:
@@ -315,7 +307,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = _mlp(x.shape[1], _hidden(self.hidden_layer_sizes), self.n_clusters)
+            model = mlp(x.shape[1], _hidden(self.hidden_layer_sizes), self.n_clusters)
         model = model.to(self.device)
         if embedding is not None:
             from sklearn.cluster import KMeans

@@ -58,7 +58,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.manifold import spectral_embedding
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
@@ -66,6 +66,7 @@ from rkdo.distributed import resolve_device
 from rkdo.estimators._affinity import SparseJoint
 from rkdo.estimators._gradients import DenseCost, SparseCost
 from rkdo.estimators._memory import check_dense_fits
+from rkdo.estimators._mlp import mlp
 from rkdo.estimators._placement import median_start, place
 from rkdo.estimators._sampling import sampled_embedding
 from rkdo.estimators.affinities import Affinity, PerplexityBased, conditional, joint
@@ -84,15 +85,6 @@ _MIN_SAMPLES = 4
 # SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
 _SNE_DAMPING = {"sne": 10.0}
 
-
-def _mlp(n_features: int, hidden: tuple[int, ...], n_components: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = n_features
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, n_components))
-    return nn.Sequential(*layers)
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
@@ -454,7 +446,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         """Adam on an MLP whose output is the embedding; the objective's gradient is pulled
         back through it."""
         torch.manual_seed(self._seed)
-        self.network_ = _mlp(x.shape[1], tuple(self.hidden_layer_sizes),
+        self.network_ = mlp(x.shape[1], tuple(self.hidden_layer_sizes),
                              self.n_components).to(x.device, x.dtype)
         rate = 1e-3 if self.learning_rate == "auto" else float(self.learning_rate)
         self.learning_rate_ = rate
