@@ -266,3 +266,29 @@ def test_ctrl_c_message_is_embeds_own(tmp_path) -> None:
     assert process.returncode == 130, message
     assert "nothing was written" in message and "train --resume" not in message
     assert "Traceback" not in message and not (tmp_path / "e.npy").exists()
+
+
+def test_embed_plot_names_the_classes(tmp_path, monkeypatch) -> None:
+    """``--plot`` labels a named dataset's classes by name (issue 20: Fashion drawn as 0-9)."""
+    import json
+
+    import rkdo.viz.plots as plots
+    from rkdo.vision.data import load
+
+    seen = {}
+
+    def spy(embedding, labels, path, **options):
+        seen.update(options)
+        return path
+
+    monkeypatch.setattr(plots, "plot_embedding", spy)
+    assert _run(["embed", "digits", "--out", str(tmp_path / "e.npy"), "--plot",
+                 str(tmp_path / "e.png"), "--max-points", "150", "--perplexity", "10",
+                 "--max-iter", "60"]) == 0
+    assert seen["class_names"] == list(load("digits").classes)
+    from rkdo.cli.estimators import _class_names
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"dataset": "digits"}))
+    assert _class_names(str(tmp_path / "run")) == list(load("digits").classes)
+    assert _class_names(str(tmp_path / "x.npy")) is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import signal
@@ -146,6 +147,19 @@ def load_features(data: str, *, device: str = "cpu") -> tuple[np.ndarray, np.nda
                      f"directory; got {data!r}")
 
 
+def _class_names(data: str) -> list[str] | None:
+    """The class names of a dataset named by ``DATA`` (a dataset name or a run directory)."""
+    dataset = data
+    config = Path(data) / "config.json"
+    if config.is_file():
+        dataset = json.loads(config.read_text()).get("dataset", "")
+    if dataset not in _NAMES:
+        return None
+    from rkdo.vision.data import load
+
+    return list(load(dataset).classes) or None
+
+
 def _unit_scale(x: np.ndarray) -> np.ndarray:
     """``x`` times the power of two that puts its largest magnitude in [0.5, 1)."""
     largest = float(np.max(np.abs(x))) if x.size else 0.0
@@ -248,7 +262,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
         colours = np.zeros(len(x), dtype=int) if labels is None else labels
         title = f"{Path(args.data).name}: {args.objective}, {len(x)} points"
-        print(f"wrote {plot_embedding(embedding, colours, args.plot, title=title)}")
+        names = None if labels is None else _class_names(args.data)
+        written = plot_embedding(embedding, colours, args.plot, title=title, class_names=names)
+        print(f"wrote {written}")
     return 0
 
 
