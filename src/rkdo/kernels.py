@@ -10,7 +10,8 @@ Supervisory kernels (read per-sample facts, carry no gradient):
 - :class:`SameAttribute` / :class:`Augmentation` / :class:`SameLabel` / :class:`CoMembership`:
   ``p(j|i) ∝ 1[c(i) = c(j)]`` for sample ids (SimCLR), labels (SupCon), cluster assignments.
 - :class:`GaussianInput`: ``p(j|i) ∝ exp(-||x_i - x_j||^2 / (2 sigma_i^2))`` with ``sigma_i``
-  found by bisection so that ``exp(H(p(.|i))) = perplexity`` (SNE / t-SNE).
+  found by bisection so that ``exp(H(p(.|i))) = perplexity`` (SNE / t-SNE;
+  :func:`rkdo.calibration.calibrate_gaussian`, also exported here).
 - :class:`KNNGraph`: ``p(j|i) = 1/k`` for the ``k`` nearest inputs of ``i``.
 
 Learned kernels (differentiable in the embeddings, with a temperature ``tau``):
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rkdo._validation import check_int, check_positive, check_unit_interval
+from rkdo.calibration import calibrate_gaussian
 from rkdo.functional import log_debias, log_normalize
 from rkdo.neighbourhood import Neighbourhood
 
@@ -186,40 +188,6 @@ def _allowed_counts(nb: Neighbourhood, shape: torch.Size) -> Tensor:
     if nb.mask is None:
         return torch.full(shape[:1], shape[1], device=nb.anchors.device)
     return nb.mask.sum(dim=-1)
-
-
-def calibrate_gaussian(
-    sq_distances: Tensor,
-    perplexity: float,
-    mask: Tensor | None = None,
-    *,
-    iterations: int = 100,
-) -> Tensor:
-    """Per-row log-probabilities ``log p(j|i) ∝ -beta_i d_ij`` with ``exp(H_i) = perplexity``.
-
-    ``beta_i = 1 / (2 sigma_i^2)`` is found by bisection on ``log beta`` for all rows at once
-    (entropy decreases monotonically in ``beta``). Distances are shifted by the row minimum,
-    which changes nothing after normalisation but keeps ``exp`` in range.
-    """
-    d = sq_distances.to(torch.float64)
-    if mask is not None:
-        d = d.masked_fill(~mask, float("inf"))
-    d = d - d.amin(dim=-1, keepdim=True)
-    target = math.log(perplexity)
-    low = torch.full(d.shape[:1], -50.0, dtype=torch.float64, device=d.device)
-    high = torch.full_like(low, 50.0)
-    scale = d.masked_fill(torch.isinf(d), 0.0).amax(dim=-1).clamp_min(1e-12)
-    # search beta * scale, so the bracket does not depend on the data's units
-    for _ in range(iterations):
-        mid = 0.5 * (low + high)
-        log_p = log_normalize(-(mid.exp() / scale)[:, None] * d.masked_fill(torch.isinf(d), 0.0),
-                              mask)
-        entropy = -(log_p.exp() * log_p.masked_fill(torch.isneginf(log_p), 0.0)).sum(-1)
-        too_flat = entropy > target
-        low = torch.where(too_flat, mid, low)
-        high = torch.where(too_flat, high, mid)
-    beta = (0.5 * (low + high)).exp() / scale
-    return log_normalize(-beta[:, None] * d.masked_fill(torch.isinf(d), 0.0), mask)
 
 
 class GaussianInput(SupervisoryKernel):

@@ -1,6 +1,6 @@
 """Input affinities of neighbour embedding: conditional and joint perplexity-calibrated Gaussians.
 
-The conditional kernel is the core's (:func:`rkdo.kernels.calibrate_gaussian`),
+The conditional kernel is the core's (:func:`rkdo.calibration.calibrate_gaussian`),
 
     p(j|i) = exp(-beta_i |x_i - x_j|^2) / sum_{k != i} exp(-beta_i |x_i - x_k|^2),
     exp(H(p(.|i))) = perplexity,
@@ -22,8 +22,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from rkdo.calibration import calibrate_gaussian
 from rkdo.estimators._knn import knn_search
-from rkdo.kernels import calibrate_gaussian
 
 __all__ = [
     "conditional_dense",

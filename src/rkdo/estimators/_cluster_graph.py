@@ -29,8 +29,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from rkdo.calibration import calibrate_gaussian
 from rkdo.estimators._knn import knn_search
-from rkdo.kernels import calibrate_gaussian
 
 __all__ = ["SupervisoryGraph"]
 

@@ -5,7 +5,7 @@
 
 over the ``k`` nearest neighbours ``N(i)`` (``k = min(n - 1, 3 perplexity)`` by default, as
 openTSNE and FIt-SNE) or over all other points (``n_neighbors=None``, the exact method's
-choice). ``beta_i`` is found by bisection (:func:`rkdo.kernels.calibrate_gaussian`). A
+choice). ``beta_i`` is found by bisection (:func:`rkdo.calibration.calibrate_gaussian`). A
 perplexity larger than the ``k`` available neighbours is lowered to ``k / 3`` with a warning,
 as openTSNE does; ``effective_perplexity_`` holds the value used.
 """
@@ -21,9 +21,9 @@ import torch
 from sklearn.base import BaseEstimator
 
 from rkdo._validation import check_int, check_positive
+from rkdo.calibration import calibrate_gaussian
 from rkdo.estimators._knn import knn_search
 from rkdo.estimators.affinities import _neighbours
-from rkdo.kernels import calibrate_gaussian
 
 __all__ = ["PerplexityBased", "effective_perplexity"]
 
