@@ -10,18 +10,15 @@ clustering kernel (as :class:`rkdo.kernels.Cluster`, over the data here) is
 weights and ``g`` the target model: ``f`` itself (``ema=0``) or an exponential moving average
 of its parameters (``theta' <- ema theta' + (1 - ema) theta``, no gradient). The supervisory
 ``p(j|i)`` walks 1..``walk_length`` steps along the symmetrised k-NN graph
-(:mod:`rkdo.estimators._cluster_graph`). Both are debiased as in I-Con,
-``p' = (1 - a) p + a / (n - 1)``, ``q' = (1 - b) q + b / (n - 1)``, and the loss is
+(:mod:`rkdo.estimators._cluster_graph`); the loss (:mod:`rkdo.estimators._cluster_loss`) is
 
-    L = 1/W sum_i w_i sum_j p'(j|i) (-log q'(j|i))      (KL(p' || q') + the entropy of p'),
+    L = 1/W sum_i w_i sum_j p'(j|i) (-log q'(j|i)),    p', q': p, q debiased by a, b,
 
-estimated on minibatches of ``batch_size`` anchors: one walk end per anchor for ``p``, a random
-other walk end for the uniform part, ``N_c`` from the batch's walk ends scaled to the data.
-Minimising it puts each point with its graph neighbours in small clusters (``q ~ 1 / N_c``): the
-clusters are balanced graph cuts. With ``alpha > 0`` the target is recursive,
-``p(t) = (1 - alpha) p' + alpha s(t-1)``, ``s(j|i)`` uniform over the members of ``i``'s current
-hard cluster (drawn from the batch). ``n_init`` restarts keep the lowest final static loss
-(``objective_``, all points, fixed draws); ``score`` is minus that loss on new data.
+on minibatches of ``batch_size`` anchors. Minimising it puts each point with its graph
+neighbours in small clusters (``q ~ 1 / N_c``): the clusters are balanced graph cuts. With
+``alpha > 0`` the target is recursive, ``p(t) = (1 - alpha) p' + alpha s(t-1)``, ``s(j|i)``
+uniform over the members of ``i``'s current hard cluster. ``n_init`` restarts keep the lowest
+final static loss (``objective_``); ``score`` is minus that loss on new data.
 """
 
 from __future__ import annotations
@@ -50,10 +47,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
 from rkdo.estimators._cluster_graph import SupervisoryGraph
+from rkdo.estimators._cluster_loss import clustering_loss, same_cluster, static_objective
+from rkdo.estimators._cluster_train import optimise
 from rkdo.estimators._mlp import mlp
 
 __all__ = ["KernelClustering", "AFFINITIES", "INITS", "clustering_loss"]
@@ -61,52 +59,8 @@ __all__ = ["KernelClustering", "AFFINITIES", "INITS", "clustering_loss"]
 AFFINITIES = ("knn", "gaussian")
 INITS = ("spectral", "random")
 
-_OBJECTIVE_DRAWS = 16  # walk ends (and uniform pairs) per point in the final objective
 _CHUNK = 65536  # rows per forward pass outside training
-_CHECK_STEPS = 10  # steps at least between two convergence checks (small n: many epochs)
 _WARM_STEPS = 30  # cross-entropy steps that fit a random network to the spectral start
-
-
-def _log_q(log_f: Tensor, log_g: Tensor, log_mass: Tensor, debias: float, n: int) -> Tensor:
-    """``log q'(j|i)`` for row-aligned anchors ``log f`` and candidates ``log g``, ``(B,)``."""
-    log_q = torch.logsumexp(log_f + log_g - log_mass, dim=-1)
-    if debias == 0.0:
-        return log_q
-    return torch.logaddexp(log_q + math.log1p(-debias),
-                           torch.full_like(log_q, math.log(debias / max(n - 1, 1))))
-
-
-def clustering_loss(log_f: Tensor, log_g: Tensor, log_mass: Tensor, weight: Tensor, *,
-                    debias_p: float, debias_q: float, n: int,
-                    shuffle: Tensor | None = None, sharp: Tensor | None = None,
-                    alpha: float = 0.0) -> Tensor:
-    """Minibatch estimate of ``L`` (module docstring).
-
-    ``log_f``: ``(B, C)`` anchors' log-assignments; ``log_g``: ``(B, C)`` of each anchor's walk
-    end; ``log_mass``: ``(C,)`` ``log N_c``; ``weight``: ``(B,)`` anchor weights (mean 1);
-    ``shuffle``: a permutation pairing each anchor with another's walk end (the uniform part of
-    ``p'``); ``sharp``: ``(B,)`` index of a candidate in the anchor's hard cluster (recursive
-    target, weight ``alpha``).
-    """
-    attract = -_log_q(log_f, log_g, log_mass, debias_q, n)
-    if debias_p > 0.0 and shuffle is not None:
-        spread = -_log_q(log_f, log_g[shuffle], log_mass, debias_q, n)
-        attract = (1.0 - debias_p) * attract + debias_p * spread
-    if sharp is not None and alpha > 0.0:
-        attract = (1.0 - alpha) * attract + alpha * -_log_q(log_f, log_g[sharp], log_mass,
-                                                            debias_q, n)
-    return (weight * attract).mean()
-
-
-
-def _same_cluster(labels: Tensor, n_clusters: int, generator: torch.Generator) -> Tensor:
-    """For each row, the index of a random row with the same label (possibly itself)."""
-    order = torch.argsort(labels)
-    counts = torch.bincount(labels, minlength=n_clusters)
-    starts = torch.cumsum(counts, 0) - counts
-    draw = torch.rand(labels.shape, generator=generator)
-    offset = (draw * counts[labels]).long().clamp_max(counts[labels] - 1)
-    return order[starts[labels] + offset]
 
 
 def _hidden(value: Any) -> tuple[int, ...]:
@@ -271,20 +225,8 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     # ------------------------------------------------------------------ objective
     def _objective(self, log_f: Tensor, graph: SupervisoryGraph, weight: Tensor) -> float:
         """The static loss ``L`` on all points, with fixed draws (comparable across restarts)."""
-        generator = torch.Generator().manual_seed(12345)
-        n = log_f.shape[0]
-        log_mass = torch.logsumexp(log_f + weight.log()[:, None], dim=0)
-        total = 0.0
-        for start in range(0, n, _CHUNK):
-            anchors = torch.arange(start, min(start + _CHUNK, n)).repeat(_OBJECTIVE_DRAWS)
-            ends = graph.walk(anchors, generator)
-            attract = -_log_q(log_f[anchors], log_f[ends], log_mass, self.debias_q, n)
-            if self.debias_p > 0.0:
-                others = torch.randint(0, n, anchors.shape, generator=generator)
-                spread = -_log_q(log_f[anchors], log_f[others], log_mass, self.debias_q, n)
-                attract = (1.0 - self.debias_p) * attract + self.debias_p * spread
-            total += float((weight[anchors] * attract).sum())
-        return total / (_OBJECTIVE_DRAWS * float(weight.sum()))
+        return static_objective(log_f, graph.walk, weight, debias_p=self.debias_p,
+                                debias_q=self.debias_q)
 
     # ------------------------------------------------------------------ training
     def _warm_start(self, model: nn.Module, x, start: np.ndarray, generator: torch.Generator
@@ -301,10 +243,9 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
             loss.backward()
             optimiser.step()
 
-    def _fit_once(self, x, graph: SupervisoryGraph, weight: Tensor, seed: int,
-                  embedding: np.ndarray | None) -> tuple[float, nn.Module, list[float], int]:
-        n = x.shape[0]
-        generator = torch.Generator().manual_seed(seed)
+    def _start(self, x, seed: int, embedding: np.ndarray | None,
+               generator: torch.Generator) -> nn.Module:
+        """A fresh assignment model, fitted to KMeans on the spectral embedding if given."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = mlp(x.shape[1], _hidden(self.hidden_layer_sizes), self.n_clusters)
@@ -314,65 +255,49 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
 
             start = KMeans(self.n_clusters, n_init=10, random_state=seed).fit_predict(embedding)
             self._warm_start(model, x, start, generator)
+        return model
+
+    def _batch_loss(self, model: nn.Module, target: nn.Module, x, graph: SupervisoryGraph,
+                    anchors: Tensor, weight: Tensor, generator: torch.Generator) -> Tensor:
+        """The minibatch loss of ``anchors`` (``weight``: all points' weights, on the device)."""
+        n = x.shape[0]
+        ends = graph.walk(anchors, generator)
+        log_f = torch.log_softmax(model(self._rows(x, anchors)), dim=-1)
+        log_g = torch.log_softmax(target(self._rows(x, ends)), dim=-1)
+        w_end = weight[ends.to(self.device)]
+        # N_c from the walk ends, scaled to the data's total weight
+        log_mass = (torch.logsumexp(log_g + w_end.log()[:, None], dim=0)
+                    + weight.sum().log() - w_end.sum().log())
+        shuffle = torch.randperm(len(anchors), generator=generator).to(self.device)
+        sharp = None
+        if self.alpha > 0.0:
+            with torch.no_grad():
+                own = target(self._rows(x, anchors)).argmax(-1).cpu()
+            pooled = torch.cat([own, log_g.detach().argmax(-1).cpu()])
+            pick = same_cluster(pooled, self.n_clusters, generator)[:len(anchors)]
+            # a draw that lands on an anchor's own slot falls back on its walk end
+            sharp = torch.where(pick >= len(anchors), pick - len(anchors),
+                                torch.arange(len(anchors))).to(self.device)
+        w_anchor = weight[anchors.to(self.device)]
+        return clustering_loss(log_f, log_g, log_mass, w_anchor / w_anchor.mean(),
+                               debias_p=self.debias_p, debias_q=self.debias_q, n=n,
+                               shuffle=shuffle, sharp=sharp, alpha=self.alpha)
+
+    def _fit_once(self, x, graph: SupervisoryGraph, weight: Tensor, seed: int,
+                  embedding: np.ndarray | None) -> tuple[float, nn.Module, list[float], int]:
+        n = x.shape[0]
+        generator = torch.Generator().manual_seed(seed)
+        model = self._start(x, seed, embedding, generator)
         target = copy.deepcopy(model).requires_grad_(False) if self.ema > 0.0 else model
-        optimiser = torch.optim.Adam(model.parameters(), lr=self.learning_rate)
-        batch = min(self.batch_size, n)
-        steps = math.ceil(n / batch)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimiser, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / (self.max_iter * steps))))
         device_weight = weight.to(self.device)
-        log_scale = math.log(float(weight.sum()))
-        curve: list[float] = []
-        labels = None
-        epochs = 0
-        check_every = math.ceil(_CHECK_STEPS / steps)
-        for epochs in tqdm(range(1, self.max_iter + 1), disable=not self.verbose,
-                           desc="clustering"):
-            order = torch.randperm(n, generator=generator)
-            running = 0.0
-            for start in range(0, n, batch):
-                anchors = order[start:start + batch]
-                ends = graph.walk(anchors, generator)
-                log_f = torch.log_softmax(model(self._rows(x, anchors)), dim=-1)
-                log_g = torch.log_softmax(target(self._rows(x, ends)), dim=-1)
-                w_end = device_weight[ends.to(self.device)]
-                log_mass = (torch.logsumexp(log_g + w_end.log()[:, None], dim=0)
-                            + log_scale - w_end.sum().log())
-                shuffle = torch.randperm(len(anchors), generator=generator).to(self.device)
-                sharp = None
-                if self.alpha > 0.0:
-                    with torch.no_grad():
-                        own = target(self._rows(x, anchors)).argmax(-1).cpu()
-                    pooled = torch.cat([own, log_g.detach().argmax(-1).cpu()])
-                    pick = _same_cluster(pooled, self.n_clusters, generator)[:len(anchors)]
-                    # a draw that lands on an anchor's own slot falls back on its walk end
-                    sharp = torch.where(pick >= len(anchors), pick - len(anchors),
-                                        torch.arange(len(anchors))).to(self.device)
-                w_anchor = device_weight[anchors.to(self.device)]
-                loss = clustering_loss(log_f, log_g, log_mass, w_anchor / w_anchor.mean(),
-                                       debias_p=self.debias_p, debias_q=self.debias_q, n=n,
-                                       shuffle=shuffle, sharp=sharp, alpha=self.alpha)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                if self.ema > 0.0:
-                    with torch.no_grad():
-                        for kept, live in zip(target.parameters(), model.parameters(),
-                                              strict=True):
-                            kept.lerp_(live, 1.0 - self.ema)
-                running += float(loss.detach()) * len(anchors)
-            curve.append(running / n)
-            if not math.isfinite(curve[-1]):
-                raise FloatingPointError(f"the clustering loss diverged at epoch {epochs}; "
-                                         "lower learning_rate")
-            if epochs % check_every and epochs < self.max_iter:
-                continue
-            current = self._log_assign(target, x).argmax(-1)
-            changed = 1.0 if labels is None else float((current != labels).float().mean())
-            labels = current
-            if changed <= self.tol:
-                break
+        curve, epochs = optimise(
+            model, target,
+            lambda anchors: self._batch_loss(model, target, x, graph, anchors, device_weight,
+                                             generator),
+            lambda: self._log_assign(target, x).argmax(-1),
+            n=n, batch=min(self.batch_size, n), max_iter=self.max_iter,
+            learning_rate=self.learning_rate, ema=self.ema, tol=self.tol, generator=generator,
+            verbose=self.verbose)
         log_f = self._log_assign(target, x)
         return self._objective(log_f, graph, weight), target, curve, epochs
 
