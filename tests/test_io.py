@@ -96,6 +96,22 @@ def test_jsonl_append_read_and_truncate(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
 
 
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_appending_to_a_log_that_is_a_link_is_refused_and_its_target_kept(tmp_path: Path,
+                                                                         link: str) -> None:
+    users = tmp_path / "users-file.txt"
+    users.write_text("precious\n")
+    log = tmp_path / "metrics.jsonl"
+    if link == "symbolic":
+        log.symlink_to(users)
+    else:
+        os.link(users, log)
+    refused = r"not a regular file.*remove it \(`rm .*metrics\.jsonl`\)"
+    with pytest.raises(ValueError, match=refused):
+        append_jsonl(log, {"step": 1})
+    assert users.read_text() == "precious\n"
+
+
 def test_append_to_an_open_handle_flushes() -> None:
     handle = io.StringIO()
     append_jsonl(handle, {"b": 1, "a": 2})

@@ -112,13 +112,17 @@ def read_jsonl(path: str | os.PathLike[str], *, drop_torn_last: bool = False
 
 
 def append_jsonl(handle_or_path: IO[str] | str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one record as a line (to an open text handle, or to a file by path)."""
+    """Append one record as a line (to an open text handle, or to a file by path). A path is
+    opened with :func:`open_no_follow`: a ``metrics.jsonl`` that is a symbolic or hard link to
+    another file is refused, not written through."""
     line = json.dumps(record, sort_keys=True) + "\n"
     if hasattr(handle_or_path, "write"):
         handle_or_path.write(line)  # type: ignore[union-attr]
         handle_or_path.flush()  # type: ignore[union-attr]
         return
-    with open(handle_or_path, "a") as handle:  # type: ignore[arg-type]
+    fd = open_no_follow(handle_or_path,  # type: ignore[arg-type]
+                        os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a") as handle:
         handle.write(line)
 
 
