@@ -1,4 +1,4 @@
-"""Tests for rkdo.evaluation.protocols: features, the held-out loss and the protocols, each
+"""Tests for rkdo.evaluation.frozen (features, the held-out loss) and rkdo.evaluation.protocols,
 against a hand computation or the metrics it is made of."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rkdo.evaluation import frozen as fz
 from rkdo.evaluation import metrics as mt
 from rkdo.evaluation import protocols as ev
 
@@ -80,7 +81,7 @@ def icon_by_hand(z1, z2, tau=0.5, a=0.2):
 def test_heldout_icon_loss_equals_hand_computation_and_is_deterministic():
     images = torch.randint(0, 256, (70, 1, 4, 4), dtype=torch.uint8)
     model = trained_model(16)
-    got = ev.heldout_icon_loss(model, images, noisy_views, batch_size=32, seed=5)
+    got = fz.heldout_icon_loss(model, images, noisy_views, batch_size=32, seed=5)
 
     model.eval()
     g = torch.Generator().manual_seed(5)
@@ -93,15 +94,15 @@ def test_heldout_icon_loss_equals_hand_computation_and_is_deterministic():
     assert got == pytest.approx(sum(losses) / 2, rel=1e-5)
 
     model.train()
-    again = ev.heldout_icon_loss(model, images, noisy_views, batch_size=32, seed=5)
-    other = ev.heldout_icon_loss(model, images, noisy_views, batch_size=32, seed=6)
+    again = fz.heldout_icon_loss(model, images, noisy_views, batch_size=32, seed=5)
+    other = fz.heldout_icon_loss(model, images, noisy_views, batch_size=32, seed=6)
     assert again == got and other != got
     assert model.training  # restored
 
 
 def test_heldout_icon_loss_rejects_batch_larger_than_data():
     with pytest.raises(ValueError, match="batch_size"):
-        ev.heldout_icon_loss(trained_model(16), torch.zeros(10, 1, 4, 4, dtype=torch.uint8),
+        fz.heldout_icon_loss(trained_model(16), torch.zeros(10, 1, 4, 4, dtype=torch.uint8),
                              noisy_views, batch_size=11)
 
 
@@ -112,8 +113,8 @@ def test_extract_features_matches_eval_forward_and_restores_modes():
     model = trained_model(12)
     model.head.eval()  # a mixed state must come back exactly
     x = torch.randn(37, 3, 2, 2)
-    feats = ev.extract_features(model, x, batch_size=8)
-    proj = ev.extract_features(model, x, batch_size=8, projection=True)
+    feats = fz.extract_features(model, x, batch_size=8)
+    proj = fz.extract_features(model, x, batch_size=8, projection=True)
     assert model.training and model.backbone.training and not model.head.training
     model.eval()
     with torch.no_grad():
@@ -126,7 +127,7 @@ def test_extract_features_converts_uint8_with_to_float():
     augment = pytest.importorskip("rkdo.vision.augment")
     images = torch.randint(0, 256, (10, 1, 6, 6), dtype=torch.uint8)
     model = trained_model(64)
-    got = ev.extract_features(model, images, batch_size=4, image_size=8)
+    got = fz.extract_features(model, images, batch_size=4, image_size=8)
     model.eval()
     with torch.no_grad():
         expected = model.features(augment.to_float(images, size=8))
@@ -135,7 +136,7 @@ def test_extract_features_converts_uint8_with_to_float():
 
 def test_extract_features_rejects_image_size_for_float_images():
     with pytest.raises(ValueError, match="image_size"):
-        ev.extract_features(trained_model(4), torch.zeros(2, 1, 2, 2), image_size=4)
+        fz.extract_features(trained_model(4), torch.zeros(2, 1, 2, 2), image_size=4)
 
 
 
@@ -165,15 +166,15 @@ def test_evaluate_full_runs_each_metric_on_the_right_split():
     got = ev.evaluate(model, data, float_views, protocol="full", seed=1)
     assert set(got) == set(ev.FULL_METRICS) | {"eval_seconds"}
     assert model.training
-    train_x = ev.extract_features(model, data.train.images)
-    test_x = ev.extract_features(model, data.test.images)
+    train_x = fz.extract_features(model, data.train.images)
+    test_x = fz.extract_features(model, data.test.images)
     ty, sy = data.train.labels, data.test.labels
     assert got["linear_probe"] == mt.linear_probe(train_x, ty, test_x, sy, seed=1)
     assert got["knn_acc_200"] == mt.knn_accuracy(train_x, ty, test_x, sy, k=200)
     assert got["knn_acc_20"] == mt.knn_accuracy(train_x, ty, test_x, sy, k=20)
     assert got["neighbourhood_acc_5"] == mt.neighbourhood_accuracy(test_x, sy, k=5)
     assert got["nmi"] == mt.kmeans_metrics(test_x, sy, seed=1)["nmi"]
-    assert got["heldout_icon_loss"] == ev.heldout_icon_loss(model, data.test.images, float_views,
+    assert got["heldout_icon_loss"] == fz.heldout_icon_loss(model, data.test.images, float_views,
                                                             seed=1)
     assert got["linear_probe"] > 0.8  # the class signal is easy
 
@@ -237,7 +238,7 @@ def test_evaluate_with_real_two_views_on_uint8_images():
     model = trained_model(64)
     got = ev.evaluate(model, data, augment, protocol="both", seed=0)
     # image_size defaults to augment.size: features are taken at 8 x 8, like the views
-    test_x = ev.extract_features(model, data.test.images, image_size=8)
+    test_x = fz.extract_features(model, data.test.images, image_size=8)
     assert got["neighbourhood_acc_5"] == mt.neighbourhood_accuracy(test_x, data.test.labels)
-    assert got["heldout_icon_loss"] == ev.heldout_icon_loss(model, data.test.images, augment)
+    assert got["heldout_icon_loss"] == fz.heldout_icon_loss(model, data.test.images, augment)
     assert got["linear_probe"] > 0.9

@@ -1,4 +1,5 @@
-"""Evaluation: metrics on arrays (:mod:`.metrics`), protocols that need a model (:mod:`.protocols`)
+"""Evaluation: metrics on arrays (:mod:`.metrics`), a frozen encoder's features and held-out loss
+(:mod:`.frozen`), protocols that need a model (:mod:`.protocols`),
 what they can do with a dataset's sizes (:mod:`.plan`) and paired statistics across seeds
 (:mod:`.stats`).
 
@@ -6,6 +7,7 @@ what they can do with a dataset's sizes (:mod:`.plan`) and paired statistics acr
 :mod:`.protocols`; import them from here.
 """
 
+from rkdo.evaluation.frozen import extract_features, heldout_icon_loss
 from rkdo.evaluation.metrics import (
     cluster_accuracy,
     kmeans_metrics,
@@ -20,8 +22,6 @@ from rkdo.evaluation.protocols import (
     PAPER_METRICS,
     PROTOCOLS,
     evaluate,
-    extract_features,
-    heldout_icon_loss,
     paper_protocol,
 )
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from rkdo.evaluation.frozen import extract_features
 from rkdo.evaluation.metrics import knn_accuracies, linear_probe
-from rkdo.evaluation.protocols import extract_features
 from rkdo.vision.noise import stratified_subset
 
 __all__ = ["NOISY_METRICS", "evaluate_noisy"]

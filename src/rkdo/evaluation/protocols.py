@@ -1,10 +1,8 @@
 """Protocols: evaluate a frozen encoder, from a model and images to the metrics of :mod:`.metrics`.
 
-    features             x_i = f(image_i) (backbone) or z_i = g(f(image_i)) / ||.|| (projection),
-                         computed in eval mode
-    held-out I-Con loss  1/n sum_i KL(p(.|i) || q(.|i)) of ``IConLoss(temperature=0.5,
-                         debias=0.2)`` on fixed two-view batches of held-out images: the same
-                         static yardstick for every training method
+The features and the held-out I-Con loss they are computed from are :mod:`.frozen`'s
+(:func:`~rkdo.evaluation.frozen.extract_features`,
+:func:`~rkdo.evaluation.frozen.heldout_icon_loss`, also exported here).
 
 Two protocols (:data:`PROTOCOLS`): ``"full"`` evaluates on the whole official test split (train
 split as probe / k-NN reference) and reports :data:`FULL_METRICS`; ``"paper"`` reproduces the
@@ -28,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from rkdo._validation import check_int
+from rkdo.evaluation.frozen import Augment, extract_features, heldout_icon_loss
 from rkdo.evaluation.metrics import (
     as_labels,
     kmeans_metrics,
@@ -36,8 +35,6 @@ from rkdo.evaluation.metrics import (
     neighbourhood_accuracy,
 )
 from rkdo.evaluation.plan import EvalPlan, plan_evaluation
-from rkdo.losses import IConLoss
-from rkdo.vision.augment import to_float
 
 __all__ = [
     "PROTOCOLS",
@@ -66,8 +63,6 @@ FULL_METRICS = (
 )
 PAPER_METRICS = ("paper_linear_probe", "paper_nmi", "paper_ari", "paper_neighbourhood_acc_5")
 
-Augment = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
-
 # the stages each protocol goes through, in order (what the progress bar names)
 FULL_STAGES = ("train features", "test features", "k-NN", "k-means", "linear probe",
                "held-out loss")
@@ -75,7 +70,8 @@ PAPER_STAGES = ("paper protocol",)
 
 
 class _Stages:
-    """A progress bar over the evaluation's stages, naming the one running (off: no output)."""
+    """A progress bar over the evaluation's stages, naming the one running (off: no output);
+    a context manager that closes the bar on exit."""
 
     def __init__(self, stages: tuple[str, ...], enabled: bool) -> None:
         self.bar = None
@@ -85,6 +81,12 @@ class _Stages:
             self.bar = tqdm(total=len(stages), unit="stage", desc="evaluating",
                             dynamic_ncols=True, leave=False)
 
+    @classmethod
+    def of(cls, protocol: str, enabled: bool) -> _Stages:
+        """The stages of ``protocol`` (one of :data:`PROTOCOLS`), in order."""
+        return cls((FULL_STAGES if protocol in ("full", "both") else ())
+                   + (PAPER_STAGES if protocol in ("paper", "both") else ()), enabled)
+
     def __call__(self, name: str) -> None:
         """Mark the previous stage done and ``name`` running."""
         if self.bar is not None:
@@ -92,131 +94,12 @@ class _Stages:
                 self.bar.update(1)
             self.bar.set_postfix_str(name)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-class _EvalMode:
-    """Put every submodule in eval mode; restore each one's own flag on exit."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> nn.Module:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
+    def __enter__(self) -> _Stages:
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        for module, training in self.modes:
-            module.training = training
-
-
-# --------------------------------------------------------------------------- features
-
-
-@torch.no_grad()
-def extract_features(
-    model: nn.Module,
-    images: Tensor,
-    *,
-    batch_size: int = 512,
-    projection: bool = False,
-    device: torch.device | str | None = None,
-    image_size: int | None = None,
-) -> Tensor:
-    """Frozen features of ``images``, computed batch by batch in eval mode.
-
-    Args:
-        model: an encoder with ``features(x)`` (backbone) and ``forward(x)`` (projection,
-            L2-normalized embedding), e.g. :class:`rkdo.vision.models.EmbeddingModel`.
-        images: ``(N, C, H, W)`` uint8 images (converted per batch with
-            :func:`rkdo.vision.augment.to_float`, i.e. to [-1, 1], resized to ``image_size`` if
-            given), or float images already in the model's input range (passed unchanged).
-        batch_size: images per forward pass.
-        projection: return ``model(x)`` (the projection embedding) instead of
-            ``model.features(x)``.
-        device: where to run the model; default: where its parameters are.
-        image_size: side length to resize uint8 images to (the training resolution).
-
-    Returns:
-        ``(N, D)`` float32 features on the CPU. The model's train/eval flags are restored.
-    """
-    batch_size = check_int("batch_size", batch_size, low=1)
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    is_uint8 = images.dtype == torch.uint8
-    if not is_uint8 and not images.is_floating_point():
-        raise ValueError(f"images must be uint8 or floating point, got dtype {images.dtype}")
-    if not is_uint8 and image_size is not None:
-        raise ValueError("image_size resizes uint8 images only; pass float images at the model's "
-                         "input size, or uint8 images")
-    if not projection and not callable(getattr(model, "features", None)):
-        raise ValueError("model has no features(x) method; pass projection=True to use model(x)")
-    device = _model_device(model, device)
-    encode = model if projection else model.features
-    chunks = []
-    with _EvalMode(model):
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
-            x = to_float(batch, size=image_size) if is_uint8 else batch
-            chunks.append(encode(x).float().cpu())
-    if not chunks:
-        raise ValueError("images is empty")
-    return torch.cat(chunks)
-
-
-# --------------------------------------------------------------------------- held-out loss
-
-
-@torch.no_grad()
-def heldout_icon_loss(
-    model: nn.Module,
-    images: Tensor,
-    augment: Augment,
-    *,
-    batch_size: int = 64,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> float:
-    """The static I-Con loss on held-out images: one yardstick for every training method.
-
-    The images are shuffled by a generator seeded with ``seed``, cut into
-    ``len(images) // batch_size`` full batches, and each batch gives two views
-    ``augment(batch, generator)`` from the same generator, so every model sees the same views.
-    Returns the mean over batches of ``IConLoss(temperature=0.5, debias=0.2)(model(v1),
-    model(v2))``, computed in eval mode (the model's train/eval flags are restored).
-    """
-    batch_size = check_int("batch_size", batch_size, low=1)
-    n_batches = images.shape[0] // batch_size
-    if n_batches == 0:
-        raise ValueError(f"batch_size must be <= the number of images ({images.shape[0]}), got "
-                         f"{batch_size}")
-    device = _model_device(model, device)
-    loss_fn = IConLoss(temperature=0.5, debias=0.2)
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    order = torch.randperm(images.shape[0], generator=generator, device=images.device)
-    total = 0.0
-    with _EvalMode(model):
-        for b in range(n_batches):
-            batch = images[order[b * batch_size : (b + 1) * batch_size]]
-            view1, view2 = augment(batch, generator)
-            z1 = model(view1.to(device, non_blocking=True))
-            z2 = model(view2.to(device, non_blocking=True))
-            total += float(loss_fn(z1, z2))
-    return total / n_batches
-
-
-# --------------------------------------------------------------------------- protocols
+        if self.bar is not None:
+            self.bar.close()
 
 
 def paper_protocol(
@@ -393,25 +276,15 @@ def evaluate(
     plan = plan_evaluation(torch.as_tensor(data.train.labels), torch.as_tensor(data.test.labels),
                            protocol, probe_train_size)
     started = time.perf_counter()
-    if image_size is None:
-        image_size = getattr(augment, "size", None)
-    metrics: dict[str, float] = {}
-    stages = (FULL_STAGES if protocol in ("full", "both") else ()) + (
-        PAPER_STAGES if protocol in ("paper", "both") else ())
-    stage = _Stages(stages, progress)
-    try:
-        if protocol in ("full", "both"):
-            metrics.update(_full_protocol(
-                model, data, augment, projection=projection, seed=seed, device=device,
-                batch_size=batch_size, plan=plan, image_size=image_size, stage=stage,
-            ))
-        if protocol in ("paper", "both"):
+    image_size = getattr(augment, "size", None) if image_size is None else image_size
+    with _Stages.of(protocol, progress) as stage:
+        metrics = {} if protocol == "paper" else _full_protocol(
+            model, data, augment, projection=projection, seed=seed, device=device,
+            batch_size=batch_size, plan=plan, image_size=image_size, stage=stage)
+        if protocol != "full":
             stage("paper protocol")
             metrics.update(paper_protocol(
                 model, data.test.images, data.test.labels, seed=seed, batch_size=batch_size,
-                device=device, image_size=image_size,
-            ))
-    finally:
-        stage.close()
+                device=device, image_size=image_size))
     metrics["eval_seconds"] = time.perf_counter() - started
     return metrics
