@@ -27,11 +27,13 @@ where ``sum_{u>=1} c_u p_u = gamma p_0 + sum_v delta_v q_v``. It is formed divid
 ``-gamma`` (which saves the pass ``G -= gamma p_0``) unless ``gamma < 2^-20``. With
 ``detach_teacher`` the ``S`` terms are dropped. At ``alpha = 0`` the teacher stays ``p_0``:
 ``D_t = log p_0 - c_t x + log Z_t``, ``dL/ds / w = sum_{u>=1} c_u (m_0 q_u - p_0)``.
+
+The scalars ``kappa_t``, ``carry_t``, ``gamma``, ``delta_u`` and the scale of a call are
+:mod:`rkdo.fused_plan`'s (:class:`~rkdo.fused_plan.Plan`, made once per configuration).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -40,77 +42,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rkdo.fused import _dot, probabilities
+from rkdo.fused_plan import Plan, make_plan
 
 __all__ = ["RowBlocks", "default_rows", "softmax_mean_kl", "softmax_recursive_kl"]
 
-RESCALE_BELOW = 2.0 ** -8  # kappa_t below this resets the mixtures' scale (see above)
-SCALE_GAMMA_ABOVE = 2.0 ** -20  # the gradient is formed divided by -gamma above this
 WORKSPACE_ELEMENTS = 2 ** 24  # default row blocks hold at most this many entries in all
-
-
-class _Plan(NamedTuple):
-    """Per-call constants of :func:`softmax_recursive_kl` (see the module docstring)."""
-
-    c: list[float]  # c_u = 1 / tau_u, u = 0..K
-    alpha: float
-    through: bool  # gradient through the teacher
-    gamma: float  # sum_{u>=1} c_u p_u = gamma p_0 + sum_v delta_v q_v
-    scale: float  # the gradient is formed divided by this: -gamma, or 1
-    kappa: list[float]  # kappa_t, t = 1..K
-    carry: list[float]  # carry_t, t = 1..K (1 unless the scale is reset at t)
-    delta_t: Tensor  # delta_u, (K+1, 1, 1)
-    direct_t: Tensor  # c_u for u >= 1, 0 for u = 0, (K+1, 1, 1)
-    lift_t: Tensor  # a c_u ln 2 for u < K, (K, 1, 1) (the F_t are stored as F_t / ln 2)
-    log_kappa: Tensor  # log kappa_t, t = 1..K, (K,)
-    keep_t: Tensor  # (1-a)^t, t = 0..K, (K+1, 1, 1)
-    fresh_t: Tensor  # 1 - (1-a)^t, (K+1, 1, 1)
-    mix_t: Tensor  # a / kappa_t, t = 1..K, (K, 1, 1) (1 at a = 1, unused there)
-
-
-def _plan(taus: tuple[float, ...], alpha: float, through: bool, like: Tensor) -> _Plan:
-    return _cached_plan(taus, alpha, through, like.dtype, like.device)
-
-
-def _scales(alpha: float, depth: int) -> tuple[list[float], list[float]]:
-    """``kappa_t`` and ``carry_t`` for t = 1..K, the scale reset below ``RESCALE_BELOW``."""
-    keep, kappa, kappas, carries = 1.0 - alpha, 1.0, [], []
-    for _ in range(depth):
-        if alpha == 1.0:
-            kappa, carry = 1.0, 0.0
-        elif kappa * keep < RESCALE_BELOW:
-            kappa, carry = 1.0, kappa * keep
-        else:
-            kappa, carry = kappa * keep, 1.0
-        kappas.append(kappa)
-        carries.append(carry)
-    return kappas, carries
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_plan(taus: tuple[float, ...], alpha: float, through: bool, dtype: torch.dtype,
-                 device: torch.device) -> _Plan:
-    """The plan of one configuration; its small tensors are made once and only read."""
-    c, keep = [1.0 / tau for tau in taus], 1.0 - alpha
-    depth = len(c) - 1
-    gamma, delta = 0.0, [0.0] * (depth + 1)
-    for u in range(depth, 0, -1):  # Horner: no keep ** u, which underflows at large depth
-        gamma = keep * (c[u] + gamma)
-        delta[u - 1] = c[u] + keep * delta[u]
-    kappa, carry = _scales(alpha, depth)
-    scale = -gamma if gamma >= SCALE_GAMMA_ABOVE else 1.0
-
-    def column(values: list[float]) -> Tensor:
-        return torch.tensor(values, dtype=dtype, device=device)[:, None, None]
-
-    keeps = [1.0]
-    for _ in range(depth):
-        keeps.append(keeps[-1] * keep)
-    return _Plan(c, alpha, through, gamma, scale, kappa, carry,
-                 column([alpha * d for d in delta]), column([0.0, *c[1:]]),
-                 column([alpha * cu * math.log(2.0) for cu in c[:depth]]),
-                 column([math.log(k) for k in kappa]).view(-1), column(keeps),
-                 column([1.0 - k for k in keeps]),
-                 column([alpha / k if alpha < 1.0 else 1.0 for k in kappa]))
 
 
 class _Workspace(NamedTuple):
@@ -176,14 +112,14 @@ def _teacher(log_p0: Tensor, mask: Tensor | None,
     return p0, mass0, mass0, clamped
 
 
-def _masses(mass0: Tensor, mask: Tensor | None, plan: _Plan) -> Tensor:
+def _masses(mass0: Tensor, mask: Tensor | None, plan: Plan) -> Tensor:
     """Row masses ``m_t = sum_j p_t`` (K+1, b, 1): ``(1-a)^t m_0 + (1 - (1-a)^t) [q row
     has an allowed entry]``, since every ``q_u`` row sums to 1 or is empty."""
     fresh = plan.fresh_t if mask is None else plan.fresh_t * mask.any(dim=-1, keepdim=True)
     return torch.addcmul(fresh, plan.keep_t, mass0)
 
 
-def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, plan: _Plan, out: Tensor) -> None:
+def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, plan: Plan, out: Tensor) -> None:
     """``P_t`` into ``out`` (K, b, N), ``p_t = kappa_t P_t`` (see the module docstring);
     ``P_t = q_{t-1}`` at ``a = 1``. Scaling by ``kappa_t`` is what lets ``q = e / Z`` enter
     unnormalised."""
@@ -201,7 +137,7 @@ def _mixtures(p0: Tensor, exps: Tensor, inverse: Tensor, plan: _Plan, out: Tenso
             torch.mul(previous, plan.carry[t], out=slots[t]).addcmul_(students[t], scales[t])
 
 
-def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
+def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: Plan,
                      ws: _Workspace, out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block for ``alpha > 0``: ``(sum_t sum_ij p_t D_t, row masses)``, and
     ``dL/ds / w`` into ``out`` unless it is None (see the module docstring)."""
@@ -227,7 +163,7 @@ def _recursive_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan
     return total, mass[-1]
 
 
-def _start(out: Tensor, p0: Tensor, plan: _Plan, t1: Tensor, t2: Tensor) -> None:
+def _start(out: Tensor, p0: Tensor, plan: Plan, t1: Tensor, t2: Tensor) -> None:
     """``out = t1 t2 + p_0`` (``out`` holds ``G / (-gamma)``), or ``t1 t2 - gamma p_0`` when
     the gradient is not scaled: dividing by ``-gamma`` saves the pass ``G -= gamma p_0``, and
     the backward pass multiplies by ``-gamma`` along with the upstream gradient anyway."""
@@ -240,7 +176,7 @@ def _start(out: Tensor, p0: Tensor, plan: _Plan, t1: Tensor, t2: Tensor) -> None
 
 
 def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
-                        logs: Tensor, mass: Tensor, plan: _Plan) -> None:
+                        logs: Tensor, mass: Tensor, plan: Plan) -> None:
     """``G = dL/ds / w = sum_u q_u (a c_u S_u + k_u) - gamma p_0``, divided by
     ``plan.scale``, into ``out`` (``logs``, the ``F_t / ln 2``, is overwritten), with
     ``k_u = c_u m_u - a c_u rowdot(q_u, S_u) - delta_u`` (``m_0 := 0``)."""
@@ -268,7 +204,7 @@ def _recursive_gradient(out: Tensor, p0: Tensor, exps: Tensor, inverse: Tensor,
         out.addcmul_(student, row)
 
 
-def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
+def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: Plan,
                  ws: _Workspace, out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block for ``alpha = 0`` (``p_t = p_0``, ``q_0`` unused), as
     :func:`_recursive_block`: ``D_t = log p_0 - c_t x + log Z_t``,
@@ -291,7 +227,7 @@ def _fixed_block(x: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan,
     return total, mass0
 
 
-def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, plan: _Plan, ws: _Workspace,
+def _block(scores: Tensor, log_p0: Tensor, mask: Tensor | None, plan: Plan, ws: _Workspace,
            out: Tensor | None) -> tuple[Tensor, Tensor]:
     """One row block: ``(sum_t sum_ij p_t D_t, rows of p_K with mass)``; ``dL/ds / w`` into
     ``out`` unless it is None."""
@@ -317,7 +253,7 @@ class RowBlocks:
     def __init__(self, taus: tuple[float, ...], alpha: float, through: bool, like: Tensor,
                  rows: int) -> None:
         """``like``: a tensor of the scores' dtype, device and number of columns."""
-        self.plan = _plan(taus, alpha, through, like)
+        self.plan = make_plan(taus, alpha, through, like)
         depth = len(taus) - 1
         self.workspace = _Workspace.create(rows, like, depth + 1 if alpha > 0.0 else depth,
                                            depth)
