@@ -272,7 +272,7 @@ def test_embed_plot_names_the_classes(tmp_path, monkeypatch) -> None:
     """``--plot`` labels a named dataset's classes by name (issue 20: Fashion drawn as 0-9)."""
     import json
 
-    import rkdo.viz.plots as plots
+    import rkdo.viz.maps as maps
     from rkdo.vision.data import load
 
     seen = {}
@@ -281,7 +281,7 @@ def test_embed_plot_names_the_classes(tmp_path, monkeypatch) -> None:
         seen.update(options)
         return path
 
-    monkeypatch.setattr(plots, "plot_embedding", spy)
+    monkeypatch.setattr(maps, "plot_embedding", spy)
     assert _run(["embed", "digits", "--out", str(tmp_path / "e.npy"), "--plot",
                  str(tmp_path / "e.png"), "--max-points", "150", "--perplexity", "10",
                  "--max-iter", "60"]) == 0

@@ -258,7 +258,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {embedding.shape[0]} points, KL {model.kl_divergence_:.4f} "
           f"({model.method_})")
     if args.plot:
-        from rkdo.viz.plots import plot_embedding
+        from rkdo.viz.maps import plot_embedding
 
         colours = np.zeros(len(x), dtype=int) if labels is None else labels
         title = f"{Path(args.data).name}: {args.objective}, {len(x)} points"

@@ -16,8 +16,10 @@ import time
 
 from rkdo._validation import check_positive
 from rkdo.fields import load_fields, save_fields
+from rkdo.viz.figures import DPI
 from rkdo.viz.kaleidoscope import Kaleidoscope
-from rkdo.viz.plots import DPI, plot_curves, plot_run_embedding
+from rkdo.viz.maps import plot_run_embedding
+from rkdo.viz.plots import plot_curves
 from rkdo.viz.simulate import simulate
 
 __all__ = ["add_parser"]

@@ -7,20 +7,11 @@ every evaluation metric against the step, one panel per quantity, one line per r
 draw: their metrics become one panel of points per scale (accuracies, losses), one row per
 metric, instead of a panel of a single dot per metric.
 
-``embed_2d`` maps features to the plane, by PCA (scikit-learn) or by exact t-SNE, I-Con's
-neighbour-embedding row (:class:`rkdo.estimators.NeighbourEmbedding`: joint perplexity-calibrated
-Gaussian P, Student-t Q over all pairs, early exaggeration, momentum and gains),
+The 2-D maps of features (``embed_2d``, ``plot_embedding``, ``plot_run_embedding``,
+``marker_style``) are :mod:`rkdo.viz.maps`'s and are exported here too.
 
-    KL(P || Q) = sum_{i != j} p_ij log(p_ij / q_ij),   q_ij ∝ (1 + |y_i - y_j|^2)^-1,
-
-from the PCA map. ``plot_embedding`` scatters the map coloured by label, with class names where
-they are known, and marker area and opacity that shrink with the number of points ``n``
-(:func:`marker_style`) so 70,000 points do not smear into blots; ``plot_run_embedding`` does all
-three for a trained run's test images.
-
-Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn,
-display names for metrics, labelled axes and a legend clear of the data; they are written at
-:data:`DPI` dots per inch (a page column is ~3.5 inches wide), atomically.
+Figures (:mod:`rkdo.viz.figures`) use display names for metrics, labelled axes and a legend
+clear of the data; they are written at :data:`DPI` dots per inch, atomically.
 """
 
 from __future__ import annotations
@@ -29,14 +20,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from rkdo._io import atomic_writer, read_json, read_jsonl
-from rkdo._validation import check_choice, check_int
-from rkdo.estimators import NeighbourEmbedding
-from rkdo.evaluation import FULL_METRICS, PAPER_METRICS, extract_features
-from rkdo.training import EVAL_FILE, METRICS_FILE, load_run
+from rkdo._io import read_json, read_jsonl
+from rkdo.evaluation import FULL_METRICS, PAPER_METRICS
+from rkdo.training import EVAL_FILE, METRICS_FILE
+from rkdo.viz.figures import DPI, STYLE, new_figure, save_figure
+from rkdo.viz.maps import (
+    EMBEDDING_METHODS,
+    embed_2d,
+    marker_style,
+    plot_embedding,
+    plot_run_embedding,
+)
 
 __all__ = [
     "DPI",
@@ -53,8 +47,6 @@ __all__ = [
 # metrics shown first, in this order; any other numeric evaluation key follows, sorted
 _ORDER = FULL_METRICS + PAPER_METRICS
 _NOT_METRICS = {"kind", "epoch", "step", "images_per_s", "samples_per_s", "lr"}
-EMBEDDING_METHODS = ("pca", "tsne")
-DPI = 200.0
 DISPLAY_NAMES = {
     "linear_probe": "linear probe", "knn_acc_20": "20-NN", "knn_acc_200": "200-NN",
     "nmi": "k-means NMI", "ari": "k-means ARI", "cluster_acc": "k-means accuracy",
@@ -64,8 +56,6 @@ DISPLAY_NAMES = {
     "paper_neighbourhood_acc_5": "5-NN neighbourhood (paper)",
 }
 """How a metric is named on a figure (any other metric: its key with spaces)."""
-_STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-          "xtick.labelsize": 8, "ytick.labelsize": 8}
 
 
 def _display(metric: str) -> str:
@@ -156,16 +146,7 @@ def plot_curves(
             raise ValueError(f"metrics {unknown} are not in these runs; available: {available}")
     if not any(train for train, _ in logs) and not metrics:
         raise ValueError("these runs have neither training losses nor evaluation metrics to plot")
-    return _save_png(_curves_figure(logs, names, metrics, log_loss, dpi), out)
-
-
-def _figure(width: float, height: float, dpi: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
+    return save_figure(_curves_figure(logs, names, metrics, log_loss, dpi), out)
 
 
 def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
@@ -173,7 +154,7 @@ def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
     """The loss panel and the metrics' panels (module docstring), one colour per run."""
     from matplotlib import rc_context
 
-    with rc_context(_STYLE):
+    with rc_context(STYLE):
         once = all(len(evaluation) <= 1 for _, evaluation in logs)
         groups = ([[m for m in metrics if not _is_loss(m)], [m for m in metrics if _is_loss(m)]]
                   if once else [[m] for m in metrics])
@@ -182,7 +163,7 @@ def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
         columns = min(3, panels)
         rows = math.ceil(panels / columns)
         tall = max((len(g) for g in groups), default=1) if once else 1
-        figure = _figure(2.4 * columns + 0.4, (2.3 + 0.12 * tall) * rows + 0.5, dpi)
+        figure = new_figure(2.4 * columns + 0.4, (2.3 + 0.12 * tall) * rows + 0.5, dpi)
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         colors = [f"C{i % 10}" for i in range(len(logs))]
         _loss_panel(axes[0], logs, names, colors, log_loss)
@@ -257,146 +238,3 @@ def _final_panel(ax: Any, logs: list[Any], names: list[str], colors: list[str],
     ax.grid(axis="x", alpha=0.3)
 
 
-def _save_png(figure: Any, out: str | Path) -> Path:
-    """Save ``figure`` atomically, in the format of ``out``'s suffix (PNG without one)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image_format = out.suffix.lstrip(".").lower() or "png"
-    return atomic_writer(out, lambda tmp: figure.savefig(tmp, format=image_format))
-
-
-def _tsne(features: np.ndarray, perplexity: float, steps: int, seed: int) -> np.ndarray:
-    """Exact t-SNE by :class:`rkdo.estimators.NeighbourEmbedding` (module docstring)."""
-    n = features.shape[0]
-    if not 1.0 < perplexity < n - 1:
-        raise ValueError(f"perplexity must lie in (1, {n - 1}) for {n} points, got {perplexity}")
-    model = NeighbourEmbedding(perplexity=perplexity, max_iter=steps,
-                               early_exaggeration_iter=min(250, steps // 3), random_state=seed)
-    return model.fit_transform(features)
-
-
-def embed_2d(
-    features: Any,
-    method: str = "pca",
-    *,
-    perplexity: float = 30.0,
-    steps: int = 300,
-    seed: int = 0,
-) -> np.ndarray:
-    """``(n, 2)`` map of ``(n, d)`` features by ``"pca"`` or ``"tsne"`` (see module docstring).
-
-    ``steps`` and ``perplexity`` concern ``"tsne"`` only; it starts from the PCA map, so both
-    are deterministic for a ``seed``.
-    """
-    from sklearn.decomposition import PCA
-
-    check_choice("method", method, EMBEDDING_METHODS)
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or features.shape[0] < 3:
-        raise ValueError(f"features must be (n, d) with n >= 3, got shape {features.shape}")
-    if features.shape[1] < 2:
-        features = np.concatenate([features, np.zeros_like(features)], axis=1)
-    pca = PCA(n_components=2, random_state=seed).fit_transform(features)
-    if method == "pca":
-        return pca
-    return _tsne(features, perplexity, check_int("steps", steps, low=1), seed)
-
-
-def marker_style(n: int) -> tuple[float, float]:
-    """``(area in points^2, opacity)`` of a scatter of ``n`` points on a ~5-inch map.
-
-    Area ``12000 / n`` (6 at 2,000 points, the floor 0.5 from 24,000) and opacity
-    ``(3000 / n)^0.35`` within [0.15, 0.9]: overlapping points build up density instead of
-    painting over each other."""
-    n = max(int(n), 1)
-    return float(np.clip(12000 / n, 0.5, 20.0)), float(np.clip((3000 / n) ** 0.35, 0.15, 0.9))
-
-
-def plot_embedding(
-    points,
-    labels,
-    out: str | Path,
-    *,
-    title: str = "",
-    dpi: float = DPI,
-    class_names: list[str] | None = None,
-) -> Path:
-    """Scatter ``(n, 2)`` points coloured by ``labels`` into a PNG, one legend entry per class.
-
-    ``class_names[k]`` names integer label ``k`` (e.g. ``FASHION_MNIST_CLASSES``); marker
-    size and opacity follow :func:`marker_style`; points are drawn in a seeded random order so
-    no class hides under another."""
-    from matplotlib import colormaps, rc_context
-    from matplotlib.lines import Line2D
-
-    points = np.asarray(points, dtype=np.float64)
-    labels = np.asarray(labels).reshape(-1)
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"points must be (n, 2), got shape {points.shape}")
-    if labels.shape[0] != points.shape[0]:
-        raise ValueError(f"labels must have one entry per point ({points.shape[0]}), "
-                         f"got {labels.shape[0]}")
-    classes, codes = np.unique(labels, return_inverse=True)
-    names = [str(c) for c in classes]
-    if class_names is not None and labels.dtype.kind in "iu":
-        if classes.min() < 0 or classes.max() >= len(class_names):
-            raise ValueError(f"class_names has {len(class_names)} names, but the labels run "
-                             f"from {classes.min()} to {classes.max()}")
-        names = [str(class_names[int(c)]) for c in classes]
-    palette = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    colours = palette(codes % palette.N)
-    order = np.random.default_rng(0).permutation(len(points))
-    size, alpha = marker_style(len(points))
-    with rc_context(_STYLE):
-        figure = _figure(5.6, 4.2, dpi)
-        ax = figure.add_subplot()
-        ax.scatter(points[order, 0], points[order, 1], s=size, alpha=alpha, c=colours[order],
-                   edgecolors="none", rasterized=True)
-        if len(classes) <= 20:
-            handles = [Line2D([], [], ls="", marker="o", ms=6, color=palette(k % palette.N),
-                              label=name) for k, name in enumerate(names)]
-            ax.legend(handles=handles, title="class", loc="center left",
-                      bbox_to_anchor=(1.0, 0.5), frameon=False)
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal", adjustable="datalim")
-    return _save_png(figure, out)
-
-
-def plot_run_embedding(
-    run_dir: str | Path,
-    out: str | Path,
-    *,
-    method: str = "pca",
-    projection: bool = False,
-    max_points: int = 2000,
-    perplexity: float = 30.0,
-    steps: int = 300,
-    seed: int = 0,
-    device: str = "cpu",
-    dpi: float = DPI,
-) -> Path:
-    """Map a trained run's frozen test features to 2-D (:func:`embed_2d`) and plot them by label.
-
-    At most ``max_points`` test images (a seeded random subset) are used; ``projection`` takes
-    the projection head's output instead of the backbone's features.
-    """
-    check_int("max_points", max_points, low=3)
-    run = load_run(run_dir, device=device)
-    test = run.data.test
-    images, labels = test.images, torch.as_tensor(test.labels)
-    if len(labels) > max_points:
-        chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-        chosen = chosen[:max_points].sort().values
-        images, labels = images[chosen], labels[chosen]
-    features = extract_features(run.model, images, projection=projection,
-                                image_size=run.config.resolved_image_size())
-    points = embed_2d(features.cpu().numpy(), method, perplexity=perplexity, steps=steps,
-                      seed=seed)
-    kind = "projection" if projection else "backbone"
-    title = (f"{Path(run_dir).name}: {run.config.method} on {run.config.dataset}, "
-             f"{len(labels)} test images, {kind} features, "
-             f"{'PCA' if method == 'pca' else 'exact t-SNE'}")
-    return plot_embedding(points, labels.numpy(), out, title=title, dpi=dpi,
-                          class_names=list(run.data.classes) or None)

@@ -1,0 +1,40 @@
+"""The common ground of rkdo's static figures: resolution, type sizes, a canvas, an atomic save.
+
+Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn,
+with ``constrained`` layout; they are written at :data:`DPI` dots per inch (a page column is
+~3.5 inches wide, so 8-9 pt type stays readable at column width), atomically, in the format of
+the file's suffix. :mod:`rkdo.viz.plots` (curves) and :mod:`rkdo.viz.maps` (2-D maps) draw on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rkdo._io import atomic_writer
+
+__all__ = ["DPI", "STYLE", "new_figure", "save_figure"]
+
+DPI = 200.0
+"""Dots per inch of a saved figure."""
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+         "xtick.labelsize": 8, "ytick.labelsize": 8}
+"""Type sizes in points (matplotlib rc parameters), for ``rc_context(STYLE)``."""
+
+
+def new_figure(width: float, height: float, dpi: float) -> Any:
+    """A ``width`` x ``height`` inch ``Figure`` on an Agg canvas, constrained layout."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Any, out: str | Path) -> Path:
+    """Save ``figure`` atomically, in the format of ``out``'s suffix (PNG without one)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image_format = out.suffix.lstrip(".").lower() or "png"
+    return atomic_writer(out, lambda tmp: figure.savefig(tmp, format=image_format))
