@@ -165,6 +165,20 @@ def profile_step(
     return forward_flops, train_flops, loss_flops, seconds
 
 
+def _check_profile(*, variants: Sequence[tuple[str, dict[str, Any]]], **sizes: int) -> None:
+    """Refuse sizes below 1, an empty variant list and unknown methods, before any work."""
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not variants:
+        raise ValueError("variants must name at least one (label, overrides) pair")
+    for label, overrides in variants:
+        method = overrides.get("method", TrainConfig.method)
+        if method not in methods.METHODS:
+            raise ValueError(f"unknown method {method!r} (variant {label!r}); known: "
+                             f"{', '.join(sorted(methods.METHODS))}")
+
+
 def profile(
     encoder: str = "resnet18",
     batch_size: int = 64,
@@ -185,17 +199,8 @@ def profile(
     views, so the differences are the losses'. Variants are ``(label, overrides)`` with
     overrides of :class:`rkdo.training.TrainConfig` (``method``, ``depth``, ``alpha``, ...).
     """
-    for name, value in (("batch_size", batch_size), ("image_size", image_size),
-                        ("channels", channels)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if not variants:
-        raise ValueError("variants must name at least one (label, overrides) pair")
-    for label, overrides in variants:
-        method = overrides.get("method", TrainConfig.method)
-        if method not in methods.METHODS:
-            raise ValueError(f"unknown method {method!r} (variant {label!r}); known: "
-                             f"{', '.join(sorted(methods.METHODS))}")
+    _check_profile(batch_size=batch_size, image_size=image_size, channels=channels,
+                   variants=variants)
     torch_device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     views = tuple(

@@ -111,28 +111,33 @@ def simulate(
     start = build_neighbourhood(points.detach(), points.detach(), form="pair")
     log_teacher = Augmentation().leak(config["debias"]).log_prob(start)
 
+    teachers, students, positions, losses = _frames(points, log_teacher, student_kernel, config,
+                                                    generator)
+    return Simulation(
+        steps=np.arange(config["frames"], dtype=np.int64) * config["steps_per_frame"],
+        teacher=teachers, student=students, positions=positions,
+        labels=labels.numpy().astype(np.int64), loss=losses, config=config,
+    )
+
+
+def _frames(points: torch.Tensor, log_teacher: torch.Tensor, kernel: Cosine,
+            config: dict[str, Any], generator: torch.Generator) -> list[np.ndarray]:
+    """Teacher fields, student fields, positions and losses of each frame, stacked; between
+    frames ``steps_per_frame`` SGD steps, then the teacher update ``p <- (1-alpha) p + alpha q``.
+    """
     teachers, students, positions, losses = [], [], [], []
     for _ in range(config["frames"]):
         with torch.no_grad():
             clean = points.detach()
-            log_student = student_kernel.log_prob(build_neighbourhood(clean, clean, form="pair"))
+            log_student = kernel.log_prob(build_neighbourhood(clean, clean, form="pair"))
         teachers.append(log_teacher.exp())
         students.append(log_student.exp())
         positions.append(clean.clone())
         losses.append(kl_rows(log_teacher, log_student).mean())
         for _ in range(config["steps_per_frame"]):
-            _sgd_step(points, log_teacher, student_kernel, config, generator)
+            _sgd_step(points, log_teacher, kernel, config, generator)
         log_teacher = log_mix(log_teacher, log_student, config["alpha"])
-
-    return Simulation(
-        steps=np.arange(config["frames"], dtype=np.int64) * config["steps_per_frame"],
-        teacher=torch.stack(teachers).numpy(),
-        student=torch.stack(students).numpy(),
-        positions=torch.stack(positions).numpy(),
-        labels=labels.numpy().astype(np.int64),
-        loss=torch.stack(losses).numpy(),
-        config=config,
-    )
+    return [torch.stack(rows).numpy() for rows in (teachers, students, positions, losses)]
 
 
 def _checked_config(**arguments: Any) -> dict[str, Any]:
