@@ -1,15 +1,27 @@
-"""KernelClustering, piece by piece, against KMeans and t-SNE + KMeans on the same inputs.
+"""KernelClustering, piece by piece, against KMeans, t-SNE + KMeans and N2D on the same inputs.
 
 The ablation table of I-Con's Table 3, on raw pixels in [0, 1] (the estimator's PCA inside):
 each row turns one switch of the recipe off (or one option on), everything else at the
 defaults. Columns: NMI, ARI, Hungarian accuracy against the classes, wall time of ``fit``
-(k-NN graph and PCA included), mean +- std over seeds. Peers on the same inputs: scikit-learn's
-KMeans (``n_init=10``), openTSNE (FFT, PCA-50 input) followed by KMeans. Then the recursive
-target (``alpha``) beside the static one, paired by seed; then, with ``--run RUN_DIR``, the
-backbone features of a trained encoder's test split (``rkdo cluster RUN_DIR``'s input).
+(k-NN graph and PCA included), mean +- std over seeds, and the range of the 1-minute load
+average seen while the row's cells ran. Peers on the same inputs: scikit-learn's KMeans
+(``n_init=10``), openTSNE (FFT, PCA-50 input) followed by KMeans, and the N2D recipe
+(McConville et al. 2019; our implementation of the paper's recipe, no code of theirs): a dense
+autoencoder d-500-500-2000-10 (ReLU, MSE, Adam 1e-3, batch 256) trained on the pixels for
+``N2D_EPOCHS`` epochs (the paper pretrains for 1000), UMAP of its codes to ``n_clusters``
+dimensions (``n_neighbors=20``, ``min_dist=0``), a full-covariance Gaussian mixture with
+``n_clusters`` components. Then the recursive target (``alpha``) beside the static one, paired
+by seed; then, with ``--run RUN_DIR``, the backbone features of a trained encoder's test split
+(``rkdo cluster RUN_DIR``'s input).
+
+With ``--store PATH`` every finished cell (data set, row, seed) is appended to a JSON-lines
+file and read back on the next run instead of being recomputed, so a grid can be run in
+pieces, interrupted and resumed; cells of KernelClustering are keyed by a hash of the
+estimator's source as well, so a changed estimator gets fresh cells. ``--report`` prints the
+tables from the store without fitting anything.
 
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python benchmarks/clustering.py \
-        --data digits fashion-10k --seeds 3 --alpha-seeds 5 --run /work/scratch/cluster/run
+        --data digits fashion-10k --seeds 3 --alpha-seeds 5 --store clustering.jsonl
 """
 
 from __future__ import annotations
@@ -19,10 +31,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -36,19 +50,44 @@ from rkdo.evaluation.stats import paired_comparison  # noqa: E402
 
 DATA = ("digits", "fashion-10k", "fashion-70k")
 
-# one switch per row; the first is the full recipe (the estimator's defaults)
-ABLATION: dict[str, dict] = {
-    "full recipe (defaults)": {},
-    "random start (no spectral init)": {"init": "random"},
-    "no propagation (walk_length=1)": {"walk_length": 1},
-    "no shared-neighbour weights": {"shared_neighbors": False},
-    "linear assignment (no MLP)": {"hidden_layer_sizes": ()},
-    "no PCA (raw pixels into the MLP)": {"n_components": None},
-    "debiased p and q (a = b = 0.5)": {"debias_p": 0.5, "debias_q": 0.5},
-    "EMA target (0.9)": {"ema": 0.9},
-    "spectral start only (1 epoch)": {"max_iter": 1},
-    "one restart (n_init=1)": {"n_init": 1},
-}
+
+
+def ablation_rows() -> dict[str, dict]:
+    """One switch per row, flipped against the estimator's current defaults; row 1: defaults."""
+    d = KernelClustering().get_params()
+    rows: dict[str, dict] = {"full recipe (defaults)": {}}
+    if d["init"] == "spectral":
+        rows["random start (no spectral init)"] = {"init": "random"}
+    if d["walk_length"] >= 2:
+        rows["no propagation (walk_length=1)"] = {"walk_length": 1}
+    else:
+        rows["propagation (walk_length=2)"] = {"walk_length": 2}
+    if d["shared_neighbors"]:
+        rows["no shared-neighbour weights"] = {"shared_neighbors": False}
+    if d["hidden_layer_sizes"]:
+        rows["linear assignment (no MLP)"] = {"hidden_layer_sizes": ()}
+    if d["n_components"] is not None:
+        rows["no PCA (raw pixels into the MLP)"] = {"n_components": None}
+    if d["debias_p"] or d["debias_q"]:
+        rows["no debiasing (a = b = 0)"] = {"debias_p": 0.0, "debias_q": 0.0}
+    else:
+        rows["debiased p and q (a = b = 0.5)"] = {"debias_p": 0.5, "debias_q": 0.5}
+    if d["ema"]:
+        rows["no EMA target (ema=0)"] = {"ema": 0.0}
+    else:
+        rows["EMA target (0.9)"] = {"ema": 0.9}
+    rows["minibatches of 512 anchors"] = {"batch_size": 512}
+    rows["full batch (every point an anchor)"] = {"batch_size": 10**9}
+    rows["spectral start only (1 epoch)"] = {"max_iter": 1}
+    if d["n_init"] > 1:
+        rows["one restart (n_init=1)"] = {"n_init": 1}
+    return rows
+
+
+N2D = "N2D recipe (AE + UMAP + GMM)"
+# autoencoder epochs of the N2D recipe per data set (the paper: 1000 epochs, batch 256)
+N2D_EPOCHS = {"digits": 200, "fashion-10k": 40, "fashion-70k": 10}
+ESTIMATOR_SOURCES = ("clustering.py", "_cluster_graph.py", "_mlp.py")
 
 
 def load(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,23 +113,108 @@ def _tsne_kmeans(x: np.ndarray, seed: int, k: int) -> np.ndarray:
     return KMeans(k, n_init=10, random_state=seed).fit_predict(embedding)
 
 
-def peers(k: int) -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
+def _n2d(x: np.ndarray, seed: int, k: int, epochs: int) -> np.ndarray:
+    """The N2D recipe: autoencoder codes, UMAP to ``k`` dimensions, a ``k``-component GMM."""
+    from sklearn.mixture import GaussianMixture
+    from umap import UMAP
+
+    torch.manual_seed(seed)
+    widths = [x.shape[1], 500, 500, 2000, 10]
+
+    def stack(sizes: list[int]) -> torch.nn.Sequential:
+        layers: list[torch.nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        return torch.nn.Sequential(*layers)
+
+    encoder, decoder = stack(widths), stack(widths[::-1])
+    model = torch.nn.Sequential(encoder, decoder)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = torch.as_tensor(x, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in data[torch.randperm(len(data), generator=generator)].split(256):
+            optimiser.zero_grad()
+            torch.nn.functional.mse_loss(model(batch), batch).backward()
+            optimiser.step()
+    with torch.no_grad():
+        codes = encoder(data).numpy()
+    manifold = UMAP(n_components=k, n_neighbors=20, min_dist=0.0, random_state=seed,
+                    n_jobs=1).fit_transform(codes)
+    return GaussianMixture(k, covariance_type="full", random_state=seed).fit_predict(manifold)
+
+
+def peers(k: int, n2d_epochs: int) -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
     return {
         "KMeans (n_init=10)": lambda x, s: KMeans(k, n_init=10, random_state=s).fit_predict(x),
         "t-SNE (openTSNE) + KMeans": lambda x, s: _tsne_kmeans(x, s, k),
+        N2D: lambda x, s: _n2d(x, s, k, n2d_epochs),
     }
+
+
+def estimator_hash() -> str:
+    """A short hash of the estimator's source: cells of a changed estimator are new cells."""
+    import rkdo.estimators as package
+
+    digest = hashlib.sha256()
+    for name in ESTIMATOR_SOURCES:
+        digest.update((Path(package.__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class Store:
+    """Finished cells in a JSON-lines file: appended as they finish, read back on the next run."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self.cells: dict[str, dict] = {}
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    cell = json.loads(line)
+                    self.cells[cell["key"]] = cell
+
+    @staticmethod
+    def key(data: str, row: str, seed: int, version: str) -> str:
+        return json.dumps([data, row, seed, version])
+
+    def get(self, key: str) -> dict | None:
+        return self.cells.get(key)
+
+    def put(self, key: str, cell: dict) -> None:
+        cell = {"key": key, **cell}
+        self.cells[key] = cell
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(cell) + "\n")
 
 
 def measure(method: Callable[[np.ndarray, int], np.ndarray], x: np.ndarray, labels: np.ndarray,
             seed: int) -> dict[str, float]:
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predicted = method(x, seed)
     seconds = time.perf_counter() - start
-    return {"nmi": normalized_mutual_info_score(labels, predicted),
-            "ari": adjusted_rand_score(labels, predicted),
-            "acc": cluster_accuracy(labels, predicted), "seconds": seconds}
+    return {"nmi": float(normalized_mutual_info_score(labels, predicted)),
+            "ari": float(adjusted_rand_score(labels, predicted)),
+            "acc": float(cluster_accuracy(labels, predicted)), "seconds": seconds,
+            "load": [load_before, os.getloadavg()[0]]}
+
+
+def cached(store: Store, key: str, method: Callable[[np.ndarray, int], np.ndarray],
+           x: np.ndarray | None, labels: np.ndarray | None, seed: int,
+           dry: bool = False) -> dict[str, float] | None:
+    """The stored cell, or (unless ``dry``) a fresh measurement, stored."""
+    cell = store.get(key)
+    if cell is None and not dry and x is not None and labels is not None:
+        store.put(key, measure(method, x, labels, seed))
+        cell = store.get(key)
+    return cell
 
 
 def ours(params: dict, k: int) -> Callable[[np.ndarray, int], np.ndarray]:
@@ -104,12 +228,16 @@ def _cell(values: list[float], digits: int = 3) -> str:
 
 
 def table(rows: dict[str, list[dict[str, float]]], title: str) -> str:
-    lines = [f"### {title}", "", "| method | NMI | ARI | accuracy | wall s |",
-             "|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| method | seeds | NMI | ARI | accuracy | wall s | load |",
+             "|---|---|---|---|---|---|---|"]
     for name, runs in rows.items():
+        if not runs:
+            continue
         cells = [_cell([r[key] for r in runs]) for key in ("nmi", "ari", "acc")]
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {_cell([r['seconds'] for r in runs], 1)} |")
+        loads = [v for r in runs for v in r.get("load", [])]
+        load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells)
+                     + f" | {_cell([r['seconds'] for r in runs], 1)} | {load} |")
     return "\n".join(lines)
 
 
@@ -121,44 +249,75 @@ def main() -> None:
                         help="ablation rows to run (default: all; 'none' for none)")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="peers to run (default: all; none with an empty list)")
+    parser.add_argument("--n2d-epochs", type=int, default=None,
+                        help="autoencoder epochs of the N2D recipe (default: N2D_EPOCHS)")
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--alpha-seeds", type=int, default=0,
                         help="seeds of the paired static vs recursive comparison (0: skip)")
     parser.add_argument("--run", default=None, help="a trained run directory to cluster")
+    parser.add_argument("--store", default=None,
+                        help="JSON-lines file of finished cells: read back, appended to")
+    parser.add_argument("--report", action="store_true",
+                        help="print the tables from --store only, fitting nothing")
     parser.add_argument("--json", default=None, help="also write every measurement here")
     args = parser.parse_args()
+    if args.report and not args.store:
+        parser.error("--report prints from a store: give --store PATH")
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    # warm-up: first-call costs (imports, thread pools) are nobody's wall time
-    KernelClustering(n_clusters=2, max_iter=2, n_init=1).fit(np.random.rand(60, 4))
+    store = Store(args.store)
+    version = estimator_hash()
+    if not args.report:
+        # warm-up: first-call costs (imports, thread pools) are nobody's wall time
+        KernelClustering(n_clusters=2, max_iter=2, n_init=1).fit(np.random.rand(60, 4))
+        if args.peers is None or N2D in args.peers:  # numba's compilation of UMAP
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _n2d(np.random.rand(200, 8).astype(np.float32), 0, 3, 1)
+    print(f"estimator source hash {version}", flush=True)
     report: dict[str, dict] = {}
-    rows = ABLATION if args.rows is None else {
-        name: params for name, params in ABLATION.items() if name in args.rows}
+    ablation = ablation_rows()
+    rows = ablation if args.rows is None else {
+        name: params for name, params in ablation.items() if name in args.rows}
     for name in args.data:
-        x, labels = load(name)
-        k = len(np.unique(labels))
-        methods = {row: ours(params, k) for row, params in rows.items()}
-        methods.update({peer: method for peer, method in peers(k).items()
-                        if args.peers is None or peer in args.peers})
+        x, labels = (None, None) if args.report else load(name)
+        k = 10 if labels is None else len(np.unique(labels))
+        epochs = args.n2d_epochs or N2D_EPOCHS[name]
+        methods = {row: (ours(params, k), version) for row, params in rows.items()}
+        for peer, method in peers(k, epochs).items():
+            if args.peers is None or peer in args.peers:
+                label = f"{peer}, AE {epochs} epochs" if peer == N2D else peer
+                methods[label] = (method, "peer")
         results: dict[str, list[dict[str, float]]] = {}
-        for row, method in methods.items():
-            results[row] = [measure(method, x, labels, seed) for seed in range(args.seeds)]
-            print(f"{name} | {row}: " + ", ".join(
-                f"{key} {_cell([r[key] for r in results[row]])}" for key in
-                ("nmi", "ari", "acc", "seconds")), flush=True)
-        print(table(results, f"{name}: {len(x)} points, {args.seeds} seeds"), flush=True)
+        for row, (method, tag) in methods.items():
+            cells = [cached(store, Store.key(name, row, seed, tag), method, x, labels, seed,
+                            dry=args.report) for seed in range(args.seeds)]
+            results[row] = [cell for cell in cells if cell is not None]
+            if results[row]:
+                print(f"{name} | {row}: " + ", ".join(
+                    f"{key} {_cell([r[key] for r in results[row]])}" for key in
+                    ("nmi", "ari", "acc", "seconds")), flush=True)
+        print(table(results, f"{name}: {args.seeds} seeds asked, "
+                             f"estimator {version}"), flush=True)
         report[name] = {"ablation": results}
         if args.alpha_seeds:
-            static = [measure(ours({}, k), x, labels, s) for s in range(args.alpha_seeds)]
-            recursive = [measure(ours({"alpha": args.alpha}, k), x, labels, s)
-                         for s in range(args.alpha_seeds)]
-            test = paired_comparison([r["nmi"] for r in recursive], [r["nmi"] for r in static])
-            print(table({"static (alpha = 0)": static,
-                         f"recursive (alpha = {args.alpha})": recursive},
-                        f"{name}: recursive target, {args.alpha_seeds} seeds paired"))
-            print(f"NMI recursive - static: {test.mean_diff:+.4f} ± {test.std_diff:.4f}, "
-                  f"paired t p = {test.t_pvalue if test.t_pvalue is not None else test.t_note}",
-                  flush=True)
+            static_row, recursive_row = "static (alpha = 0)", f"recursive (alpha = {args.alpha})"
+            pairs = [(cached(store, Store.key(name, static_row, s, version), ours({}, k),
+                             x, labels, s, dry=args.report),
+                      cached(store, Store.key(name, recursive_row, s, version),
+                             ours({"alpha": args.alpha}, k), x, labels, s, dry=args.report))
+                     for s in range(args.alpha_seeds)]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+            static, recursive = [a for a, _ in pairs], [b for _, b in pairs]
+            if pairs:
+                print(table({static_row: static, recursive_row: recursive},
+                            f"{name}: recursive target, {len(pairs)} seeds paired"))
+            if len(pairs) >= 2:
+                test = paired_comparison([r["nmi"] for r in recursive],
+                                         [r["nmi"] for r in static])
+                p_value = test.t_pvalue if test.t_pvalue is not None else test.t_note
+                print(f"NMI recursive - static: {test.mean_diff:+.4f} ± {test.std_diff:.4f}, "
+                      f"paired t p = {p_value}", flush=True)
             report[name]["alpha"] = {"static": static, "recursive": recursive}
     if args.run:
         from rkdo.cli.estimators import load_features
@@ -167,8 +326,8 @@ def main() -> None:
         k = len(np.unique(labels))
         results = {"KernelClustering (defaults)": [measure(ours({}, k), x, labels, s)
                                                    for s in range(args.seeds)],
-                   "KMeans (n_init=10)": [measure(peers(k)["KMeans (n_init=10)"], x, labels, s)
-                                          for s in range(args.seeds)]}
+                   "KMeans (n_init=10)": [measure(peers(k, 0)["KMeans (n_init=10)"], x, labels,
+                                                  s) for s in range(args.seeds)]}
         print(table(results, f"encoder features of {args.run}: {x.shape}"), flush=True)
         report["encoder"] = results
     if args.json:

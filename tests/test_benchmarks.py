@@ -62,3 +62,30 @@ def test_loss_speed_memory_table(tmp_path: Path) -> None:
     for name in ("rkdo I-Con (pair)", "rkdo I-Con streaming"):
         row = next(line for line in done.stdout.splitlines() if line.startswith(f"| {name} |"))
         assert "MiB" in row and "ms" in row, row
+
+
+def test_clustering_store_resumes_without_recomputing(tmp_path: Path) -> None:
+    """A finished cell of ``benchmarks/clustering.py --store`` is read back by the next run,
+    not refitted; a cell with another key (another estimator source) is computed."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bench_clustering", BENCHMARKS / "clustering.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    calls: list[int] = []
+
+    def method(x: np.ndarray, seed: int) -> np.ndarray:
+        calls.append(seed)
+        return np.arange(len(x)) % 2
+
+    x, labels = np.zeros((6, 2)), np.array([0, 1, 0, 1, 0, 1])
+    path = tmp_path / "cells.jsonl"
+    key = module.Store.key("toy", "row", 0, "v1")
+    first = module.cached(module.Store(str(path)), key, method, x, labels, 0)
+    again = module.cached(module.Store(str(path)), key, method, x, labels, 0)
+    assert calls == [0] and again == first and first["nmi"] == 1.0
+    module.cached(module.Store(str(path)), module.Store.key("toy", "row", 0, "v2"), method, x,
+                  labels, 0)
+    assert calls == [0, 0]
