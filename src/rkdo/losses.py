@@ -42,8 +42,9 @@ from rkdo.functional import log_mix, mean_kl, recursive_kl
 from rkdo.fused_scores import softmax_mean_kl, softmax_recursive_kl
 from rkdo.kernels import Augmentation, Cosine, Debiased, Kernel, LearnedKernel
 from rkdo.neighbourhood import Neighbourhood, build_neighbourhood, check_form
+from rkdo.same_fact import SameFactTarget
 from rkdo.schedules import temperature_schedule
-from rkdo.streaming import SameFactTarget, streaming_recursive_kl
+from rkdo.streaming import streaming_recursive_kl
 
 __all__ = ["STREAMING_ABOVE", "IConLoss", "RKDOLoss"]
 
