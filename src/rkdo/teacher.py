@@ -168,19 +168,24 @@ class TemporalRKDOLoss(nn.Module):
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
         self.topk = min(check_int("topk", topk, low=1), n)
         self.memory_budget_mb = budget = check_positive("memory_budget_mb", memory_budget_mb)
-        self.storage = storage = choose_storage(storage, n, self.topk, dtype, budget)
+        self.storage = choose_storage(storage, n, self.topk, dtype, budget)
+        self._register_field(dtype)
+        if supervisory == "labels":
+            self._register_labels(labels)
+        elif labels is not None:
+            raise ValueError("labels= is only used with supervisory='labels'")
 
+    def _register_field(self, dtype: torch.dtype) -> None:
+        """The field's buffers: the static weights ``c_i`` and ``e``, dense or as top-k
+        entries plus a leak (module docstring)."""
+        n = self.n_samples
         self.register_buffer("static_weight", torch.ones(n))
-        if storage == "dense":
+        if self.storage == "dense":
             self.register_buffer("explicit", torch.zeros(n, n, dtype=dtype))
         else:
             self.register_buffer("sparse_index", torch.zeros(n, self.topk, dtype=torch.int32))
             self.register_buffer("sparse_value", torch.zeros(n, self.topk))
             self.register_buffer("leak", torch.zeros(n))
-        if supervisory == "labels":
-            self._register_labels(labels)
-        elif labels is not None:
-            raise ValueError("labels= is only used with supervisory='labels'")
 
     def _register_labels(self, labels: Tensor | None) -> None:
         """The label kernel's buffers: each sample's label (-1: unseen) and the class sizes."""
