@@ -145,6 +145,39 @@ class PairedComparison:
         return self.ci is not None and (self.ci[0] > 0.0 or self.ci[1] < 0.0)
 
 
+def _paired_t(a: np.ndarray, b: np.ndarray,
+              diff: np.ndarray) -> tuple[float | None, float | None, str]:
+    """``(t statistic, two-sided p, note)`` of the paired t-test; None and why when undefined."""
+    from scipy.stats import ttest_rel
+
+    n = int(diff.size)
+    if n < MIN_N_TTEST:
+        return None, None, f"n too small (n={n} < {MIN_N_TTEST})"
+    if np.all(diff == diff[0]):
+        return None, None, "differences are all equal (zero variance): t undefined"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = ttest_rel(a, b)
+    return float(result.statistic), float(result.pvalue), ""
+
+
+def _wilcoxon(a: np.ndarray, b: np.ndarray,
+              diff: np.ndarray) -> tuple[float | None, float | None, str]:
+    """``(W statistic, two-sided p, note)`` of the Wilcoxon signed-rank test (zero differences
+    dropped); None and why when too few differences are left."""
+    from scipy.stats import wilcoxon
+
+    n, nonzero = int(diff.size), int(np.count_nonzero(diff))
+    if nonzero < MIN_N_WILCOXON:
+        dropped = f", {n - nonzero} zero differences dropped" if nonzero < n else ""
+        return None, None, (f"n too small (n={nonzero}{dropped} < {MIN_N_WILCOXON}: two-sided "
+                            f"p >= {min_wilcoxon_pvalue(max(nonzero, 1)):.3g})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = wilcoxon(a, b)
+    return float(result.statistic), float(result.pvalue), ""
+
+
 def paired_comparison(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
@@ -154,8 +187,6 @@ def paired_comparison(
     seed: int = 0,
 ) -> PairedComparison:
     """Compare ``a`` with ``b`` (same length, paired by position, e.g. by seed)."""
-    from scipy.stats import ttest_rel, wilcoxon
-
     a_array, b_array = _as_array(a, "a"), _as_array(b, "b")
     if a_array.shape != b_array.shape:
         raise ValueError(
@@ -167,29 +198,8 @@ def paired_comparison(
     diff = a_array - b_array
     summary = summarize(diff)
 
-    t_stat = t_p = None
-    if n < MIN_N_TTEST:
-        t_note = f"n too small (n={n} < {MIN_N_TTEST})"
-    elif np.all(diff == diff[0]):
-        t_note = "differences are all equal (zero variance): t undefined"
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = ttest_rel(a_array, b_array)
-        t_stat, t_p, t_note = float(result.statistic), float(result.pvalue), ""
-
-    w_stat = w_p = None
-    nonzero = int(np.count_nonzero(diff))
-    if nonzero < MIN_N_WILCOXON:
-        dropped = f", {n - nonzero} zero differences dropped" if nonzero < n else ""
-        w_note = (f"n too small (n={nonzero}{dropped} < {MIN_N_WILCOXON}: two-sided p >= "
-                  f"{min_wilcoxon_pvalue(max(nonzero, 1)):.3g})")
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = wilcoxon(a_array, b_array)
-        w_stat, w_p, w_note = float(result.statistic), float(result.pvalue), ""
-
+    t_stat, t_p, t_note = _paired_t(a_array, b_array, diff)
+    w_stat, w_p, w_note = _wilcoxon(a_array, b_array, diff)
     return PairedComparison(
         n=n,
         mean_a=float(np.mean(a_array)),
