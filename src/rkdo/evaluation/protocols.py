@@ -102,6 +102,18 @@ class _Stages:
             self.bar.close()
 
 
+def _paper_subset(total: int, n_images: int, subset: str, seed: int) -> Tensor:
+    """Indices of the paper protocol's images: the first ``n_images`` of ``total`` or a seeded
+    random choice of them (at most ``total``)."""
+    subsets = ("random", "first")
+    if subset not in subsets:
+        raise ValueError(f"subset must be one of {subsets}, got {subset!r}")
+    n = min(check_int("n_images", n_images, low=1), total)
+    if subset == "first":
+        return torch.arange(n)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 def paper_protocol(
     model: nn.Module,
     test_images: Tensor,
@@ -130,19 +142,8 @@ def paper_protocol(
     """
     from sklearn.model_selection import train_test_split
 
-    subsets = ("random", "first")
-    if subset not in subsets:
-        raise ValueError(f"subset must be one of {subsets}, got {subset!r}")
-    n_images = check_int("n_images", n_images, low=1)
-    test_labels = as_labels(test_labels, test_images.shape[0], "test_labels")
-    n = min(n_images, test_images.shape[0])
-    if subset == "first":
-        chosen = torch.arange(n)
-    else:
-        chosen = torch.randperm(
-            test_images.shape[0], generator=torch.Generator().manual_seed(seed)
-        )[:n]
-    labels = test_labels[chosen]
+    chosen = _paper_subset(test_images.shape[0], n_images, subset, seed)
+    labels = as_labels(test_labels, test_images.shape[0], "test_labels")[chosen]
     features = extract_features(
         model, test_images[chosen.to(test_images.device)], batch_size=batch_size,
         projection=projection, device=device, image_size=image_size,
