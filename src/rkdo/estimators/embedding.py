@@ -8,31 +8,31 @@ I-Con's objective with an input affinity ``P`` and a learned kernel on the embed
 
 with ``p(j|i)`` an input affinity (:mod:`rkdo.estimators.affinities`; by default the
 perplexity-calibrated Gaussian under ``metric``) and the Student-t kernel
-``w_ij = (1 + |y_i - y_j|^2 / nu)^(-(nu + 1) / 2)``. The optimiser is the field's: PCA
-initialisation scaled to standard deviation 1e-4, early exaggeration (12 for 250 iterations,
-momentum 0.5, then 0.8), learning rate ``max(n / e / 4, 50)`` with ``e`` the exaggeration of
-the current phase (openTSNE's choice: 12x larger after early exaggeration than scikit-learn's
-fixed ``n / 48``, which leaves 500 iterations short of convergence) and per-coordinate gains
-(delta-bar-delta: +0.2 where the gradient changes sign, x0.8 elsewhere, at least 0.01). Each
-point's step is clipped to norm ``max_step_norm`` (openTSNE's ``max_step_norm``, 5 by default):
-no point can jump further per iteration, so the embedding's span, and with it the FFT grid, grows
-by at most ``2 max_step_norm`` per step; the clip acts only when a step would overshoot (a large
-learning rate on few points) and leaves ordinary runs unchanged.
+``w_ij = (1 + |y_i - y_j|^2 / nu)^(-(nu + 1) / 2)``.
 
-``method="exact"`` evaluates all pairs (O(n^2) time and about ``128 n^2`` bytes, checked against
-free memory before anything is allocated); ``"fft"`` (t-SNE in 2-D only) uses a k-NN ``P`` with
-``3 x perplexity`` neighbours and interpolated repulsion (O(n) per step); ``"auto"`` picks fft
-above 1,000 points; ``"sampled"`` (InfoNCE, and ``objective="neg"``, UMAP-like; chosen by
-``"auto"`` for InfoNCE above 1,000 points) draws positive pairs from the k-NN ``P`` and ``m = 5``
-uniform negatives per pair, O(n) per epoch, for millions of points
-(:mod:`rkdo.estimators._sampling`; ``max_iter // 5`` SGD epochs, ``kl_divergence_`` is NaN).
-Stopping: ``max_iter`` steps, or earlier after early exaggeration when the
-gradient norm falls below ``min_grad_norm``, when the KL (checked every 50 steps) has not
-improved for ``n_iter_without_progress`` steps, or when a callback returns true;
-``n_iter_`` is the number of steps taken. The recursive teacher (RKDO in the full-batch setting)
-replaces ``P`` after early exaggeration by ``P(t) = (1 - alpha_t) P(t-1) + alpha_t Q(t-1)`` at
-every iteration, ``alpha_t`` from :func:`rkdo.schedules.alpha_schedule` (decaying to 0 for
-non-constant schedules); ``kl_divergence_`` is always measured against the static ``P(0)``.
+The optimiser is the field's (:mod:`rkdo.estimators._optimiser`): PCA initialisation scaled to
+standard deviation 1e-4 (:mod:`rkdo.estimators._embedding_init`), early exaggeration (12 for 250
+iterations, momentum 0.5, then 0.8), learning rate ``max(n / e / 4, 50)`` with ``e`` the
+exaggeration of the current phase (openTSNE's choice: 12x larger after early exaggeration than
+scikit-learn's fixed ``n / 48``, which leaves 500 iterations short of convergence) and
+per-coordinate gains. Each point's step is clipped to norm ``max_step_norm`` (openTSNE's, 5 by
+default): the embedding's span, and with it the FFT grid, grows by at most ``2 max_step_norm``
+per step; the clip acts only when a step would overshoot (a large learning rate on few points).
+Stopping: ``max_iter`` steps, or earlier after early exaggeration when the gradient norm falls
+below ``min_grad_norm``, when the KL (checked every 50 steps) has not improved for
+``n_iter_without_progress`` steps, or when a callback returns true; ``n_iter_`` is the number of
+steps taken. The recursive teacher (RKDO in the full-batch setting) replaces ``P`` after early
+exaggeration by ``P(t) = (1 - alpha_t) P(t-1) + alpha_t Q(t-1)`` at every iteration, ``alpha_t``
+from :func:`rkdo.schedules.alpha_schedule` (decaying to 0 for non-constant schedules);
+``kl_divergence_`` is always measured against the static ``P(0)``.
+
+Solvers (:mod:`rkdo.estimators._solver`): ``method="exact"`` evaluates all pairs (O(n^2) time
+and about ``128 n^2`` bytes, checked against free memory first); ``"fft"`` (t-SNE in 2-D only)
+uses a k-NN ``P`` with ``3 x perplexity`` neighbours and interpolated repulsion (O(n) per step);
+``"sampled"`` (InfoNCE and ``objective="neg"``, UMAP-like) draws positive pairs from the k-NN
+``P`` and ``m = 5`` uniform negatives per pair, O(n) per epoch, for millions of points
+(:mod:`rkdo.estimators._sampling`; ``max_iter // 5`` SGD epochs, ``kl_divergence_`` is NaN);
+``"auto"`` picks fft for t-SNE and sampled for InfoNCE above 1,000 points in 2-D, else exact.
 
 ``transform`` places new points: ``parametric=True`` learns an MLP ``y = f(x)`` (Adam) instead
 of free points and applies it; otherwise each new point is optimised against the fixed
@@ -45,121 +45,45 @@ t-SNE's iteration amplifies such differences: results then agree in quality, not
 
 from __future__ import annotations
 
-import math
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.decomposition import PCA
-from sklearn.manifold import spectral_embedding
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
-from torch import Tensor
-from tqdm.auto import tqdm
 
-from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
+from rkdo._validation import check_int, check_positive, check_unit_interval
 from rkdo.distributed import resolve_device
-from rkdo.estimators._affinity import SparseJoint
-from rkdo.estimators._gradients import DenseCost, SparseCost
-from rkdo.estimators._memory import check_dense_fits
+from rkdo.estimators import _embedding_params as checks
+from rkdo.estimators._costs import build_cost, edges
+from rkdo.estimators._embedding_init import check_init, initial_embedding
 from rkdo.estimators._mlp import mlp
+from rkdo.estimators._optimiser import Optimiser
 from rkdo.estimators._placement import median_start, place
 from rkdo.estimators._sampling import sampled_embedding
-from rkdo.estimators.affinities import Affinity, PerplexityBased, conditional, joint
+from rkdo.estimators._solver import choose_solver
+from rkdo.estimators.affinities import Affinity, PerplexityBased
 from rkdo.estimators.affinities._neighbours import check_metric
-from rkdo.kernels import GaussianEmbedding, StudentT
-from rkdo.schedules import ALPHA_SCHEDULES, alpha_schedule
+from rkdo.schedules import ALPHA_SCHEDULES
 
 __all__ = ["NeighbourEmbedding", "OBJECTIVES", "SOLVERS", "INITS"]
 
 OBJECTIVES = ("tsne", "sne", "infonce", "neg")
 SOLVERS = ("auto", "exact", "fft", "sampled")
 INITS = ("pca", "random", "spectral")
-_EXACT_LIMIT = 1000
-_CHECK_EVERY = 50
 _MIN_SAMPLES = 4
 # SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
 _SNE_DAMPING = {"sne": 10.0}
-
-
-
-def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    return lambda name, value: None if value is None else check(name, value)
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str, Any], Any]:
-    return lambda name, value: check_choice(name, value, options)
-
-
-def _int(low: int) -> Callable[[str, Any], int]:
-    return lambda name, value: check_int(name, value, low=low)
-
-
-def _learning_rate(name: str, value: Any) -> Any:
-    return value if isinstance(value, str) and value == "auto" else check_positive(name, value)
-
-
-def _init(name: str, value: Any) -> Any:
-    if isinstance(value, str):
-        return check_choice(name, value, INITS)
-    array = np.asarray(value)
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} must be one of {', '.join(INITS)} or an (n_samples, "
-                         f"n_components) array, got {type(value).__name__} of shape "
-                         f"{array.shape}")
-    return value
-
-
-def _metric(name: str, value: Any) -> Any:
-    return check_metric(value)
-
-
-def _affinity(name: str, value: Any) -> Any:
-    if isinstance(value, str) and value == "perplexity":
-        return value
-    if not isinstance(value, Affinity):
-        raise ValueError(f"{name} must be 'perplexity' or an affinity object with fit and "
-                         f"to_new (rkdo.estimators.affinities), got {value!r}")
-    return value
-
-
-def _callbacks(name: str, value: Any) -> Any:
-    callbacks = value if isinstance(value, list | tuple) else [value]
-    if not all(callable(callback) for callback in callbacks):
-        raise ValueError(f"{name} must be a callable or a list of callables "
-                         "f(iteration, kl, embedding) -> bool")
-    return value
-
-
-def _mapping(name: str, value: Any) -> Any:
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a dict of keyword arguments, got {value!r}")
-    return value
-
-
-def _n_jobs(name: str, value: Any) -> int:
-    jobs = check_int(name, value, low=-(os.cpu_count() or 1))
-    if jobs == 0:
-        raise ValueError(f"{name} must be a non-zero integer (-1: all cores), got 0")
-    return jobs
-
-
-def _sizes(name: str, value: Any) -> Any:
-    for size in value:
-        check_int(name, size, low=1)
-    return value
 
 
 # no set_output wrapping: ``transform`` returns arrays, as scikit-learn's TSNE
 class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Neighbour embedding by I-Con's KL objective (module docstring has the equations).
 
-    Parameters (the checks of each are in ``_CONSTRAINTS`` below; those that depend on ``n``
-    are in ``_check_for``):
+    Parameters (the checks of each are in ``_CONSTRAINTS`` below, from
+    :mod:`rkdo.estimators._embedding_params`; those that depend on ``n`` are in ``_check_for``):
         n_components: embedding dimension (fft: 2 only).
         objective: ``"tsne"``, ``"sne"`` or ``"infonce"``.
         perplexity: effective number of input neighbours; above what ``n`` allows it is
@@ -197,29 +121,29 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     affinity), ``effective_perplexity_`` (where the affinity has one).
     """
 
-    _CONSTRAINTS: dict[str, Callable[[str, Any], Any]] = {
-        "n_components": _int(1),
-        "objective": _choice(OBJECTIVES),
+    _CONSTRAINTS: dict[str, checks.Check] = {
+        "n_components": checks.integer(1),
+        "objective": checks.choice(OBJECTIVES),
         "perplexity": check_positive,
-        "metric": _metric,
-        "metric_params": _optional(_mapping),
-        "affinity": _affinity,
+        "metric": lambda name, value: check_metric(value),
+        "metric_params": checks.optional(checks.mapping),
+        "affinity": checks.affinity,
         "dof": check_positive,
-        "method": _choice(SOLVERS),
-        "max_iter": _int(1),
+        "method": checks.choice(SOLVERS),
+        "max_iter": checks.integer(1),
         "early_exaggeration": check_positive,
-        "early_exaggeration_iter": _int(0),
-        "learning_rate": _learning_rate,
-        "max_step_norm": _optional(check_positive),
+        "early_exaggeration_iter": checks.integer(0),
+        "learning_rate": checks.learning_rate,
+        "max_step_norm": checks.optional(check_positive),
         "min_grad_norm": lambda name, value: check_positive(name, value, allow_zero=True),
-        "n_iter_without_progress": _int(1),
-        "init": _init,
+        "n_iter_without_progress": checks.integer(1),
+        "init": checks.init_or_array(INITS),
         "alpha": check_unit_interval,
-        "alpha_schedule": _choice(ALPHA_SCHEDULES),
+        "alpha_schedule": checks.choice(ALPHA_SCHEDULES),
         "parametric": lambda name, value: bool(value),
-        "hidden_layer_sizes": _sizes,
-        "callbacks": _optional(_callbacks),
-        "n_jobs": _optional(_n_jobs),
+        "hidden_layer_sizes": checks.sizes,
+        "callbacks": checks.optional(checks.callbacks),
+        "n_jobs": checks.optional(checks.n_jobs),
         "random_state": lambda name, value: value,
         "device": lambda name, value: resolve_device(value),
         "verbose": lambda name, value: bool(value),
@@ -277,40 +201,13 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             check(name, getattr(self, name))
 
     def _check_for(self, n: int) -> str:
-        """The checks that depend on ``n``; returns the solver (``exact`` or ``fft``)."""
+        """The checks that depend on ``n``; returns the solver (:mod:`rkdo.estimators._solver`)."""
         if n < _MIN_SAMPLES:
             raise ValueError(f"too few points: neighbour embedding needs at least "
                              f"{_MIN_SAMPLES}, got {n}")
-        method = self.method
-        if method == "auto":
-            small = n <= _EXACT_LIMIT or self.objective != "tsne" or self.n_components != 2
-            method = "exact" if small else "fft"
-            if self.objective == "neg" or (self.objective == "infonce" and n > _EXACT_LIMIT
-                                           and self.n_components == 2):
-                method = "sampled"
-        if (method == "sampled" and self.objective not in ("infonce", "neg")) or (
-                self.objective == "neg" and method != "sampled"):
-            raise ValueError("method='sampled' is for objective='infonce' or 'neg', and 'neg' "
-                             "has no other method; use method='auto'")
-        if method == "sampled" and (self.n_components != 2 or self.parametric):
-            raise ValueError("method='sampled' embeds free points in 2-D only; "
-                             "use n_components=2 and parametric=False")
-        if method == "fft" and (self.objective != "tsne" or self.n_components != 2):
-            raise ValueError("method='fft' supports objective='tsne' with n_components=2 only; "
-                             "use method='exact'")
-        if method == "exact":
-            way_out = {"tsne": "use method='fft' (t-SNE in 2-D) or fewer points",
-                       "infonce": "use method='sampled' (InfoNCE in 2-D) or fewer points"}.get(
-                self.objective, "use objective='tsne' with method='fft', or fewer points")
-            check_dense_fits(n, resolve_device(self.device),
-                             f"method='exact' (objective={self.objective!r})", way_out)
-        if not isinstance(self.init, str):
-            init = np.asarray(self.init)
-            if init.shape != (n, self.n_components):
-                raise ValueError(f"init must have shape (n_samples, n_components) = "
-                                 f"({n}, {self.n_components}), got {init.shape}")
-            if not np.all(np.isfinite(init)):
-                raise ValueError("init contains NaN or infinite values")
+        method = choose_solver(self.method, self.objective, n, n_components=self.n_components,
+                               parametric=self.parametric, device=resolve_device(self.device))
+        check_init(self.init, n, self.n_components)
         return method
 
     # -- pieces of fit ----------------------------------------------------------------------
@@ -324,161 +221,6 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         else:
             affinity = clone(self.affinity)
         return affinity.fit(x)
-
-    @staticmethod
-    def _edges(affinity: Affinity) -> SparseJoint:
-        """The joint ``P`` as upper-triangle edges (each unordered pair once)."""
-        upper = sp.triu(sp.csr_matrix(joint(affinity.P_, affinity.kind)), k=1).tocoo()
-        return SparseJoint(upper.row.astype(np.int64), upper.col.astype(np.int64),
-                           upper.data.astype(np.float64), affinity.n_samples_)
-
-    def _objective(self, affinity: Affinity, solver: str, device: torch.device):
-        matrix, kind = affinity.P_, affinity.kind
-        if solver == "fft":
-            return SparseCost(self._edges(affinity), self.dof, device), torch.float32
-
-        def log_dense(values) -> Tensor:
-            dense = values.toarray() if sp.issparse(values) else np.asarray(values)
-            return torch.from_numpy(dense).to(device, torch.float64).log()
-
-        if self.objective == "tsne":
-            log_p = log_dense(joint(matrix, kind))
-            return DenseCost(log_p, StudentT(self.dof), joint=True), torch.float64
-        if self.objective == "sne":
-            log_p = log_dense(conditional(matrix, kind))
-            return DenseCost(log_p, GaussianEmbedding(1.0), joint=False), torch.float64
-        log_p = log_dense(conditional(joint(matrix, kind), "joint"))
-        return DenseCost(log_p, StudentT(self.dof), joint=False), torch.float64
-
-    def _scaled(self, y: np.ndarray) -> np.ndarray:
-        return y / max(float(np.std(y[:, 0])), 1e-12) * 1e-4
-
-    def _spectral(self, affinity: Affinity, rng: np.random.RandomState) -> np.ndarray:
-        graph = sp.csr_matrix(joint(affinity.P_, affinity.kind))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Graph is not fully connected")
-            y = spectral_embedding(graph, n_components=self.n_components, random_state=rng,
-                                   drop_first=True)
-        return self._scaled(y)
-
-    def _initial(self, x, affinity: Affinity, rng: np.random.RandomState) -> np.ndarray:
-        n = affinity.n_samples_
-        if not isinstance(self.init, str):
-            return np.array(self.init, dtype=np.float64)
-        if self.init == "spectral":
-            return self._spectral(affinity, rng)
-        if self.init == "pca":
-            if x is None or self.metric == "precomputed":
-                warnings.warn("init='pca' needs features; using init='spectral' (the input "
-                              "holds distances or affinities only)", stacklevel=3)
-                return self._spectral(affinity, rng)
-            if min(x.shape) > self.n_components or (
-                    not sp.issparse(x) and min(x.shape) >= self.n_components):
-                solver = "arpack" if sp.issparse(x) else "randomized"
-                pca = PCA(self.n_components, svd_solver=solver, random_state=rng)
-                # whatever sklearn.set_config(transform_output=...) says, an array comes back
-                y = np.asarray(pca.set_output(transform="default").fit_transform(x))
-                return self._scaled(y)
-        return 1e-4 * rng.standard_normal((n, self.n_components))
-
-    def _alpha(self, step: int, total: int) -> float:
-        if self.alpha == 0.0 or step < self.early_exaggeration_iter:
-            return 0.0
-        schedule = alpha_schedule(self.alpha_schedule, self.alpha, max(total, 1),
-                                  final=self.alpha if self.alpha_schedule == "constant" else 0.0)
-        return schedule(step - self.early_exaggeration_iter)
-
-    def _phase(self, step: int) -> tuple[float, float]:
-        if step < self.early_exaggeration_iter:
-            return self.early_exaggeration, 0.5
-        return 1.0, 0.8
-
-    def _callbacks_stop(self, step: int, kl: float, y: Tensor) -> bool:
-        if self.callbacks is None or (step + 1) % _CHECK_EVERY:
-            return False
-        callbacks = self.callbacks if isinstance(self.callbacks, list | tuple) else [
-            self.callbacks]
-        embedding = y.detach().cpu().numpy().astype(np.float64)
-        return any([bool(callback(step + 1, kl, embedding)) for callback in callbacks])
-
-    def _converged(self, step: int, kl: float, grad_norm: float) -> bool:
-        """Early stopping after early exaggeration (module docstring)."""
-        if step < self.early_exaggeration_iter:
-            return False
-        if grad_norm < self.min_grad_norm:
-            self.stop_reason_ = f"gradient norm {grad_norm:.3g} < min_grad_norm"
-            return True
-        if (step + 1) % _CHECK_EVERY == 0:
-            if kl < self._best[0]:
-                self._best = (kl, step)
-            elif step - self._best[1] > self.n_iter_without_progress:
-                self.stop_reason_ = f"no progress in {self.n_iter_without_progress} steps"
-                return True
-        return False
-
-    def _descend(self, objective, y: Tensor, n: int) -> tuple[Tensor, int]:
-        """The gains-and-momentum descent on free points; returns ``(y, steps taken)``."""
-        update, gains = torch.zeros_like(y), torch.ones_like(y)
-        total = self.max_iter - self.early_exaggeration_iter
-        step = 0
-        for step in tqdm(range(self.max_iter), disable=not self.verbose, desc="embedding"):
-            exaggeration, momentum = self._phase(step)
-            rate = self.learning_rate
-            if rate == "auto":
-                rate = max(n / exaggeration / 4.0, 50.0) / _SNE_DAMPING.get(self.objective, 1.0)
-            self.learning_rate_ = float(rate)
-            if step == self.early_exaggeration_iter:
-                update, gains = torch.zeros_like(y), torch.ones_like(y)
-            kl, grad = objective.gradient(y, exaggeration)
-            same = (update * grad) >= 0.0
-            gains = torch.where(same, gains * 0.8, gains + 0.2).clamp_min_(0.01)
-            update = momentum * update - self.learning_rate_ * gains * grad
-            if self.max_step_norm is not None:
-                norms = update.norm(dim=1, keepdim=True)
-                update = update * (self.max_step_norm / norms.clamp_min(self.max_step_norm))
-            y = y + update
-            self._record(step, kl, objective, self._alpha(step, total))
-            if self._converged(step, kl, float(grad.norm())) or self._callbacks_stop(step, kl, y):
-                break
-        return y, step + 1
-
-    def _train_network(self, objective, x: Tensor) -> tuple[Tensor, int]:
-        """Adam on an MLP whose output is the embedding; the objective's gradient is pulled
-        back through it."""
-        torch.manual_seed(self._seed)
-        self.network_ = mlp(x.shape[1], tuple(self.hidden_layer_sizes),
-                             self.n_components).to(x.device, x.dtype)
-        rate = 1e-3 if self.learning_rate == "auto" else float(self.learning_rate)
-        self.learning_rate_ = rate
-        optimiser = torch.optim.Adam(self.network_.parameters(), lr=rate)
-        total = self.max_iter - self.early_exaggeration_iter
-        step = 0
-        for step in tqdm(range(self.max_iter), disable=not self.verbose, desc="embedding"):
-            exaggeration, _ = self._phase(step)
-            y = self.network_(x)
-            kl, grad = objective.gradient(y.detach(), exaggeration)
-            optimiser.zero_grad()
-            y.backward(grad)
-            optimiser.step()
-            self._record(step, kl, objective, self._alpha(step, total))
-            if self._callbacks_stop(step, kl, y):
-                break
-        with torch.no_grad():
-            return self.network_(x), step + 1
-
-    def _record(self, step: int, kl: float, objective, alpha: float) -> None:
-        if step % _CHECK_EVERY == 0 or step == self.max_iter - 1:
-            self.history_.append({"iteration": step, "kl": kl, "alpha": alpha})
-        if not math.isfinite(kl):
-            if step == 0:
-                raise FloatingPointError(
-                    "the objective is not finite at the initial embedding (iteration 0): the "
-                    "input affinities or init hold values it cannot use; check for duplicate "
-                    "or non-finite rows and for a finite init")
-            raise FloatingPointError(
-                f"the objective diverged at iteration {step} with learning_rate "
-                f"{self.learning_rate_:g}; lower learning_rate or max_step_norm")
-        objective.teacher_step(alpha)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -509,7 +251,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
                              "alone")
         x = None if X is None else self._validated(X)
         if affinities is not None:
-            _affinity("affinities", affinities)
+            checks.affinity("affinities", affinities)
             if not hasattr(affinities, "P_"):
                 if x is None:
                     raise ValueError("unfitted affinities need X to be fitted on")
@@ -539,28 +281,47 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             self.effective_perplexity_ = affinity.effective_perplexity_
         out_dtype = np.float32 if x is not None and x.dtype == np.float32 else np.float64
         if solver == "sampled":
-            epochs = max(1, self.max_iter // 5)
-            embedding = sampled_embedding(self._edges(affinity), self._initial(x, affinity, rng),
-                                          loss=self.objective, seed=self._seed, epochs=epochs)
-            self.method_, self.n_iter_, self.history_ = "sampled", epochs, []
-            self.kl_divergence_ = float("nan")  # InfoNCE over all n points is not evaluated
-            self.embedding_ = embedding.astype(out_dtype)
-            return self.embedding_
-        objective, dtype = self._objective(affinity, solver, device)
-        self.history_: list[dict[str, float]] = []
-        self._best = (math.inf, 0)
-        self.stop_reason_ = "max_iter"
+            return self._fit_sampled(x, affinity, rng, out_dtype)
+        cost, dtype = build_cost(self.objective, affinity, solver, self.dof, device)
+        optimiser = self._optimiser()
+        self.history_ = optimiser.history
         if self.parametric:
             inputs = torch.from_numpy(np.array(x, dtype=np.float64)).to(device, dtype)
-            embedding, steps = self._train_network(objective, inputs)
+            torch.manual_seed(self._seed)
+            self.network_ = mlp(inputs.shape[1], tuple(self.hidden_layer_sizes),
+                                self.n_components).to(inputs.device, inputs.dtype)
+            embedding, steps = optimiser.train_network(cost, self.network_, inputs)
         else:
-            start = torch.from_numpy(self._initial(x, affinity, rng)).to(device, dtype)
-            embedding, steps = self._descend(objective, start, affinity.n_samples_)
+            start = initial_embedding(self.init, x, affinity, self.n_components, self.metric, rng)
+            embedding, steps = optimiser.descend(cost, torch.from_numpy(start).to(device, dtype),
+                                                 affinity.n_samples_)
+        self.learning_rate_, self.stop_reason_ = optimiser.learning_rate_, optimiser.stop_reason
         self.method_ = solver
         self.n_iter_ = steps
-        self.kl_divergence_ = objective.static_kl(embedding)
+        self.kl_divergence_ = cost.static_kl(embedding)
         self.embedding_ = embedding.detach().cpu().numpy().astype(out_dtype)
         return self.embedding_
+
+    def _fit_sampled(self, x, affinity: Affinity, rng: np.random.RandomState,
+                     out_dtype: type) -> np.ndarray:
+        epochs = max(1, self.max_iter // 5)
+        start = initial_embedding(self.init, x, affinity, self.n_components, self.metric, rng)
+        embedding = sampled_embedding(edges(affinity), start, loss=self.objective,
+                                      seed=self._seed, epochs=epochs)
+        self.method_, self.n_iter_, self.history_ = "sampled", epochs, []
+        self.kl_divergence_ = float("nan")  # InfoNCE over all n points is not evaluated
+        self.embedding_ = embedding.astype(out_dtype)
+        return self.embedding_
+
+    def _optimiser(self) -> Optimiser:
+        return Optimiser(
+            max_iter=self.max_iter, early_exaggeration=self.early_exaggeration,
+            early_exaggeration_iter=self.early_exaggeration_iter,
+            learning_rate=self.learning_rate, max_step_norm=self.max_step_norm,
+            min_grad_norm=self.min_grad_norm,
+            n_iter_without_progress=self.n_iter_without_progress, alpha=self.alpha,
+            alpha_schedule=self.alpha_schedule, damping=_SNE_DAMPING.get(self.objective, 1.0),
+            callbacks=self.callbacks, verbose=self.verbose)
 
     def transform(self, X, *, perplexity: float = 5.0, max_iter: int = 250,
                   learning_rate: float = 0.1, exaggeration: float = 1.5) -> np.ndarray:
