@@ -320,7 +320,7 @@ def main() -> None:
                       f"paired t p = {p_value}", flush=True)
             report[name]["alpha"] = {"static": static, "recursive": recursive}
     if args.run:
-        from rkdo.cli.estimators import load_features
+        from rkdo.cli.features import load_features
 
         x, labels = load_features(args.run)
         k = len(np.unique(labels))

@@ -1,4 +1,5 @@
-"""``rkdo embed`` / ``rkdo cluster`` through a parser built with ``add_parser``."""
+"""``rkdo embed`` / ``rkdo cluster`` through a parser built with ``add_parser`` and through
+``rkdo``'s ``main`` (reading ``DATA`` itself: ``test_features.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from rkdo.cli.estimators import add_parser, load_features
+from rkdo.cli.estimators import add_parser
+from rkdo.cli.features import load_features
 
 
 def _run(argv: list[str]) -> int:
@@ -57,20 +59,6 @@ def test_embed_run_directory(tmp_path) -> None:
     assert features.shape[0] == labels.shape[0] > 100
     assert _run(["embed", str(run), "--out", str(tmp_path / "e.npy"), "--max-iter", "60",
                  "--max-points", "150"]) == 0
-
-
-@pytest.mark.parametrize("data, message", [
-    ("mnist", "DATA must be"), ("missing.npy", "does not exist"), ("table.txt", "DATA must be"),
-])
-def test_bad_data_is_one_clear_error(data: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        load_features(data)
-
-
-def test_one_dimensional_npy_rejected(tmp_path) -> None:
-    np.save(tmp_path / "flat.npy", np.arange(5.0))
-    with pytest.raises(ValueError, match="2-D numeric"):
-        load_features(str(tmp_path / "flat.npy"))
 
 
 # -- issue 19: bad input is one clear line, through the real command -------------------------
@@ -230,12 +218,23 @@ def test_complex_input_refused(tmp_path, capsys) -> None:
     assert code == 2 and "complex" in text
 
 
-def test_n_neighbors_clipping_is_warned(points, capsys) -> None:
+def test_n_neighbors_clipping_is_the_estimators_one_line_warning(points, capsys) -> None:
+    """The estimator clips ``n_neighbors`` and warns (issue 18); the command passes the value
+    through and prints that warning as one line, once, without a traceback."""
     folder, _ = points
     code, text = _main(["cluster", str(folder / "x.npy"), "--out", str(folder / "l.npy"),
                         "--n-clusters", "3", "--n-neighbors", "500", "--max-points", "50"],
                        capsys)
-    assert code == 0 and "--n-neighbors 500 is more than the 49 other points" in text
+    warned = [line for line in text.splitlines() if "warning: n_neighbors" in line]
+    assert code == 0 and "Traceback" not in text, text
+    assert warned == ["rkdo cluster: warning: n_neighbors = 500 exceeds n_samples - 1 = 49; "
+                      "clipped to 49, so every point neighbours every other and the graph "
+                      "carries no cluster information: lower it"], text
+    assert np.load(folder / "l.npy").shape == (50,)
+    code, text = _main(["cluster", str(folder / "x.npy"), "--out", str(folder / "l.npy"),
+                        "--n-clusters", "3", "--n-neighbors", "10", "--max-points", "50"],
+                       capsys)
+    assert code == 0 and "warning" not in text, text
 
 
 def test_sixty_thousand_exact_refused_in_one_line(tmp_path) -> None:
@@ -270,8 +269,6 @@ def test_ctrl_c_message_is_embeds_own(tmp_path) -> None:
 
 def test_embed_plot_names_the_classes(tmp_path, monkeypatch) -> None:
     """``--plot`` labels a named dataset's classes by name (issue 20: Fashion drawn as 0-9)."""
-    import json
-
     import rkdo.viz.maps as maps
     from rkdo.vision.data import load
 
@@ -286,9 +283,3 @@ def test_embed_plot_names_the_classes(tmp_path, monkeypatch) -> None:
                  str(tmp_path / "e.png"), "--max-points", "150", "--perplexity", "10",
                  "--max-iter", "60"]) == 0
     assert seen["class_names"] == list(load("digits").classes)
-    from rkdo.cli.estimators import _class_names
-
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text(json.dumps({"dataset": "digits"}))
-    assert _class_names(str(tmp_path / "run")) == list(load("digits").classes)
-    assert _class_names(str(tmp_path / "x.npy")) is None

@@ -3,22 +3,17 @@
     rkdo embed DATA --out emb.npy [--plot emb.png]     NeighbourEmbedding (t-SNE by default)
     rkdo cluster DATA --out labels.npy                 KernelClustering
 
-``DATA`` is a dataset name (``digits``, ``fashion-mnist``: train and test splits together,
-pixels in [0, 1]), a ``.npy`` or ``.csv`` file of one row per point, or a run directory (the
-trained encoder's backbone features of its test split). A CSV has a header exactly when every
-field of its first line is non-numeric; errors name the file's own line number. Every option's
-default is the estimator's own (``get_params()``), never a copy. Inputs are multiplied by a power
-of two (exact) that brings their largest magnitude near one: both estimators are invariant to a
-global scale, and data of magnitude 1e200 or 1e-200 would otherwise overflow or underflow.
-Outputs are checked for writability before any computing; an interrupted command writes nothing.
+``DATA`` is a dataset name, a ``.npy`` or ``.csv`` file of one row per point, or a run
+directory (:mod:`rkdo.cli.features` reads it and scales it to unit magnitude). Every option's
+default is the estimator's own (``get_params()``), never a copy. Outputs are checked for
+writability before any computing; an interrupted command writes nothing; the estimators' warnings
+(a lowered perplexity or ``n_neighbors``) are printed as one line each.
 ``add_parser(subparsers)`` registers both commands on the ``rkdo`` parser.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import os
 import signal
@@ -28,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_parser", "load_features"]
+from rkdo.cli.features import MIN_POINTS, class_names, prepared
 
-_NAMES = ("digits", "fashion-mnist")
-_MIN_POINTS = 4
+__all__ = ["add_parser"]
 
 _EMBED = ("Embed the rows of DATA in 2-D with a neighbour embedding: t-SNE (default), SNE, "
           "InfoNCE or NEG, static or with the recursive teacher (--alpha). DATA is digits, "
@@ -45,138 +39,9 @@ _CLUSTER = ("Cluster the rows of DATA with I-Con's kernel clustering: soft assig
             "labels, prints NMI and ARI.")
 
 
-def _is_number(field: str) -> bool:
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv(path: Path) -> np.ndarray:
-    """Rows of floats; a header when every field of the first line is non-numeric."""
-    with open(path, newline="") as handle:
-        lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1)
-                 if row and any(field.strip() for field in row)]
-    if not lines:
-        raise ValueError(f"{path} holds no rows")
-    first_number, first = lines[0]
-    if all(not _is_number(field) for field in first):
-        lines = lines[1:]  # a header: its fields are names, not numbers
-    if not lines:
-        raise ValueError(f"{path} holds a header and no rows")
-    width = len(lines[0][1])
-    rows = []
-    for number, fields in lines:
-        if len(fields) != width:
-            raise ValueError(f"{path}:{number}: {len(fields)} fields where line "
-                             f"{lines[0][0]} has {width} (a stray or trailing comma?)")
-        try:
-            rows.append(np.array(fields, dtype=np.float64))
-        except ValueError:
-            bad = next(i for i, field in enumerate(fields) if not _is_number(field))
-            raise ValueError(f"{path}:{number}: field {bad + 1} ({fields[bad]!r}) is not a "
-                             "number") from None
-    array = np.vstack(rows)
-    _check_finite(array, path, [number for number, _ in lines])
-    return array
-
-
-def _check_finite(array: np.ndarray, path: Path, line_numbers: list[int] | None = None) -> None:
-    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-    if bad.size:
-        where = (f"line {line_numbers[bad[0]]}" if line_numbers is not None
-                 else f"row {bad[0]} (0-based)")
-        raise ValueError(f"{path}: {where} holds NaN or infinite values ({bad.size} rows in "
-                         "all); remove or impute them")
-
-
-def _read_table(path: Path) -> np.ndarray:
-    if path.suffix == ".csv":
-        return _read_csv(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable .npy array ({error.__class__.__name__}); "
-                         "save it with numpy.save") from None
-    if np.iscomplexobj(array):
-        raise ValueError(f"{path} holds complex numbers; embed real features (e.g. stack the "
-                         "real and imaginary parts as columns)")
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{path} must hold a 2-D numeric array (one row per point), "
-                         f"got shape {array.shape} of {array.dtype}")
-    array = array.astype(np.float64)
-    _check_finite(array, path)
-    return array
-
-
-def _run_features(path: Path, device: str) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    from rkdo.evaluation import extract_features
-    from rkdo.training import load_run
-
-    run = load_run(path, device=device)
-    image_size = getattr(run.config, "image_size", None)
-    options = {} if image_size is None else {"image_size": image_size}
-    features = extract_features(run.model, run.data.test.images, **options)
-    labels = torch.as_tensor(run.data.test.labels).numpy()
-    return np.asarray(features.cpu().numpy(), dtype=np.float64), labels
-
-
-def load_features(data: str, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
-    """``(features (n, d), labels or None)`` for a ``DATA`` argument (module docstring)."""
-    if data in _NAMES:
-        import torch
-
-        from rkdo.vision.data import load
-
-        splits = load(data)
-        images = torch.cat([splits.train.images, splits.test.images]).flatten(1)
-        labels = torch.cat([torch.as_tensor(splits.train.labels),
-                            torch.as_tensor(splits.test.labels)])
-        return images.numpy().astype(np.float64) / 255.0, labels.numpy()
-    path = Path(data)
-    if path.is_dir():
-        return _run_features(path, device)
-    if path.suffix in (".npy", ".csv"):
-        if not path.exists():
-            raise ValueError(f"DATA file {path} does not exist")
-        return _read_table(path), None
-    raise ValueError(f"DATA must be one of {', '.join(_NAMES)}, a .npy or .csv file, or a run "
-                     f"directory; got {data!r}")
-
-
-def _class_names(data: str) -> list[str] | None:
-    """The class names of a dataset named by ``DATA`` (a dataset name or a run directory)."""
-    dataset = data
-    config = Path(data) / "config.json"
-    if config.is_file():
-        dataset = json.loads(config.read_text()).get("dataset", "")
-    if dataset not in _NAMES:
-        return None
-    from rkdo.vision.data import load
-
-    return list(load(dataset).classes) or None
-
-
-def _unit_scale(x: np.ndarray) -> np.ndarray:
-    """``x`` times the power of two that puts its largest magnitude in [0.5, 1)."""
-    largest = float(np.max(np.abs(x))) if x.size else 0.0
-    if largest == 0.0 or not math.isfinite(largest):
-        return x
-    return np.ldexp(x, -math.frexp(largest)[1])
-
-
-def _prepared(args: argparse.Namespace, command: str):
-    x, labels = load_features(args.data, device=args.device)
-    if len(x) < _MIN_POINTS:
-        raise ValueError(f"too few points: {args.data} has {len(x)} rows; {command} needs at "
-                         f"least {_MIN_POINTS}")
-    if args.max_points is not None and len(x) > args.max_points:
-        chosen = np.sort(np.random.default_rng(args.seed).permutation(len(x))[:args.max_points])
-        x, labels = x[chosen], None if labels is None else labels[chosen]
-    return _unit_scale(x), labels
+def _prepared(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.ndarray | None]:
+    return prepared(args.data, command, device=args.device, max_points=args.max_points,
+                    seed=args.seed)
 
 
 def _check_writable(path: str | None, flag: str) -> None:
@@ -262,7 +127,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
         colours = np.zeros(len(x), dtype=int) if labels is None else labels
         title = f"{Path(args.data).name}: {args.objective}, {len(x)} points"
-        names = None if labels is None else _class_names(args.data)
+        names = None if labels is None else class_names(args.data)
         written = plot_embedding(embedding, colours, args.plot, title=title, class_names=names)
         print(f"wrote {written}")
     return 0
@@ -276,13 +141,10 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     _check_device(args.device)
     _check_writable(args.out, "--out")
     x, labels = _prepared(args, "cluster")
-    if args.n_neighbors > len(x) - 1:
-        print(f"rkdo cluster: warning: --n-neighbors {args.n_neighbors} is more than the "
-              f"{len(x) - 1} other points; using {len(x) - 1}", file=sys.stderr)
     if args.n_clusters > len(x):
         raise ValueError(f"--n-clusters {args.n_clusters} exceeds the {len(x)} points")
     model = KernelClustering(n_clusters=args.n_clusters, affinity=args.affinity,
-                             n_neighbors=min(args.n_neighbors, len(x) - 1),
+                             n_neighbors=args.n_neighbors,
                              debias_p=args.debias_p, debias_q=args.debias_q, alpha=args.alpha,
                              random_state=args.seed, device=args.device,
                              verbose=_progress(args))
@@ -342,7 +204,7 @@ def _common(parser: argparse.ArgumentParser, defaults: dict, what: str) -> None:
                         help="digits, fashion-mnist, a .npy/.csv file or a run directory")
     parser.add_argument("--out", required=True,
                         help=f"output .npy file of the {what} (required)")
-    parser.add_argument("--max-points", type=_integer(_MIN_POINTS), default=None,
+    parser.add_argument("--max-points", type=_integer(MIN_POINTS), default=None,
                         help="use a random subset of this many points (default: all)")
     parser.add_argument("--alpha", type=_real(0.0, 1.0, high_open=True),
                         default=defaults["alpha"],
