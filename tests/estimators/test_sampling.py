@@ -59,3 +59,15 @@ def test_estimator_routes_infonce_and_neg_to_sampling(blobs) -> None:
         NeighbourEmbedding(objective="neg", method="fft").fit(x)
     with pytest.raises(ValueError, match="method='sampled' is for"):
         NeighbourEmbedding(objective="tsne", method="sampled").fit(x)
+
+
+def test_sampled_solver_uses_and_reports_its_learning_rate(blobs) -> None:
+    x, _ = blobs
+    x = x[:300]
+    auto = NeighbourEmbedding(objective="neg", method="sampled", max_iter=50,
+                              random_state=0).fit(x)
+    assert auto.learning_rate_ == 1.0 and auto.stop_reason_ == "max_iter"
+    given = NeighbourEmbedding(objective="neg", method="sampled", max_iter=50,
+                               learning_rate=0.25, random_state=0).fit(x)
+    assert given.learning_rate_ == 0.25
+    assert not np.array_equal(given.embedding_, auto.embedding_)  # the rate is not ignored

@@ -31,7 +31,8 @@ and about ``128 n^2`` bytes, checked against free memory first); ``"fft"`` (t-SN
 uses a k-NN ``P`` with ``3 x perplexity`` neighbours and interpolated repulsion (O(n) per step);
 ``"sampled"`` (InfoNCE and ``objective="neg"``, UMAP-like) draws positive pairs from the k-NN
 ``P`` and ``m = 5`` uniform negatives per pair, O(n) per epoch, for millions of points
-(:mod:`rkdo.estimators._sampling`; ``max_iter // 5`` SGD epochs, ``kl_divergence_`` is NaN);
+(:mod:`rkdo.estimators._sampling`; ``max_iter // 5`` SGD epochs at ``learning_rate`` (``"auto"``:
+1.0, as UMAP's), decayed linearly to 0; no early stopping or callbacks; ``kl_divergence_`` is NaN);
 ``"auto"`` picks fft for t-SNE and sampled for InfoNCE above 1,000 points in 2-D, else exact.
 
 ``transform`` places new points: ``parametric=True`` learns an MLP ``y = f(x)`` (Adam) instead
@@ -72,6 +73,8 @@ __all__ = ["NeighbourEmbedding", "OBJECTIVES", "SOLVERS", "INITS"]
 
 OBJECTIVES = ("tsne", "sne", "infonce", "neg")
 SOLVERS = ("auto", "exact", "fft", "sampled")
+#: the sampled solver's SGD rate for ``learning_rate="auto"`` (UMAP's initial alpha)
+_SAMPLED_RATE = 1.0
 INITS = ("pca", "random", "spectral")
 _MIN_SAMPLES = 4
 # SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
@@ -306,9 +309,11 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
                      out_dtype: type) -> np.ndarray:
         epochs = max(1, self.max_iter // 5)
         start = initial_embedding(self.init, x, affinity, self.n_components, self.metric, rng)
+        rate = _SAMPLED_RATE if self.learning_rate == "auto" else float(self.learning_rate)
         embedding = sampled_embedding(edges(affinity), start, loss=self.objective,
-                                      seed=self._seed, epochs=epochs)
+                                      seed=self._seed, epochs=epochs, learning_rate=rate)
         self.method_, self.n_iter_, self.history_ = "sampled", epochs, []
+        self.learning_rate_, self.stop_reason_ = rate, "max_iter"
         self.kl_divergence_ = float("nan")  # InfoNCE over all n points is not evaluated
         self.embedding_ = embedding.astype(out_dtype)
         return self.embedding_
