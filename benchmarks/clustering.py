@@ -87,7 +87,7 @@ def ablation_rows() -> dict[str, dict]:
 N2D = "N2D recipe (AE + UMAP + GMM)"
 # autoencoder epochs of the N2D recipe per data set (the paper: 1000 epochs, batch 256)
 N2D_EPOCHS = {"digits": 200, "fashion-10k": 40, "fashion-70k": 10}
-ESTIMATOR_SOURCES = ("clustering.py", "_cluster_graph.py", "_mlp.py")
+ESTIMATOR_SOURCES = ("clustering.py", "_cluster*.py", "_mlp.py")  # globs in rkdo/estimators
 
 
 def load(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +159,10 @@ def estimator_hash() -> str:
     import rkdo.estimators as package
 
     digest = hashlib.sha256()
-    for name in ESTIMATOR_SOURCES:
-        digest.update((Path(package.__file__).parent / name).read_bytes())
+    folder = Path(package.__file__).parent
+    for pattern in ESTIMATOR_SOURCES:
+        for path in sorted(folder.glob(pattern)):
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -259,14 +261,19 @@ def main() -> None:
                         help="JSON-lines file of finished cells: read back, appended to")
     parser.add_argument("--report", action="store_true",
                         help="print the tables from --store only, fitting nothing")
+    parser.add_argument("--estimator", default=None,
+                        help="estimator source hash whose stored cells to use (default: the "
+                             "installed estimator's); with --report, an older estimator's tables")
     parser.add_argument("--json", default=None, help="also write every measurement here")
     args = parser.parse_args()
     if args.report and not args.store:
         parser.error("--report prints from a store: give --store PATH")
+    if args.estimator and not args.report:
+        parser.error("--estimator HASH only selects stored cells: use it with --report")
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     store = Store(args.store)
-    version = estimator_hash()
+    version = args.estimator or estimator_hash()
     if not args.report:
         # warm-up: first-call costs (imports, thread pools) are nobody's wall time
         KernelClustering(n_clusters=2, max_iter=2, n_init=1).fit(np.random.rand(60, 4))
