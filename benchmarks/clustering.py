@@ -325,7 +325,7 @@ def main() -> None:
             if len(pairs) >= 2:
                 test = paired_comparison([r["nmi"] for r in recursive],
                                          [r["nmi"] for r in static])
-                p_value = test.t_pvalue if test.t_pvalue is not None else test.t_note
+                p_value = f"{test.t_pvalue:.3g}" if test.t_pvalue is not None else test.t_note
                 print(f"NMI recursive - static: {test.mean_diff:+.4f} ± {test.std_diff:.4f}, "
                       f"paired t p = {p_value}", flush=True)
             report[name]["alpha"] = {"static": static, "recursive": recursive}
