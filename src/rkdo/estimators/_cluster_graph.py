@@ -2,13 +2,14 @@
 
 One step of the walk is the row-normalised symmetrised k-NN graph
 
-    W = (A + A^T) / 2 (.* S),   A_ij = a_ij for the k nearest j of i (1/k, or the
+    W = (A + A^T) / 2 .* S^s,   A_ij = a_ij for the k nearest j of i (1/k, or the
     perplexity-calibrated Gaussian p(j|i) with ``affinity="gaussian"``),
     P1(j|i) = W_ij / sum_l W_il,
 
-where ``shared=True`` weights each edge by ``S_ij = |N(i) ∩ N(j)|`` with ``N(i)`` the k nearest
-of ``i`` and ``i`` itself, the number of walks of length 2 between them (shared-nearest-neighbour
-weighting: an edge inside a dense region has many, an edge that bridges two has few),
+where ``S_ij = |N(i) ∩ N(j)|``, with ``N(i)`` the k nearest of ``i`` and ``i`` itself, counts the
+walks of length 2 between them (shared-nearest-neighbour weighting: an edge inside a dense region
+has many, an edge that bridges two has few), raised to the power ``s = shared`` (0: unweighted;
+``True`` is 1),
 
 and the supervisory distribution is the propagated graph, a uniform mixture of walk lengths,
 
@@ -55,7 +56,7 @@ class SupervisoryGraph:
 
     @classmethod
     def build(cls, x: np.ndarray, *, affinity: str, n_neighbors: int, perplexity: float,
-              walk_length: int, shared: bool, random_state: int) -> SupervisoryGraph:
+              walk_length: int, shared: float, random_state: int) -> SupervisoryGraph:
         """The graph of the rows of ``x`` (dense or sparse); ``n_neighbors`` is clipped to
         ``n - 1`` with a warning (a graph that links every point to all others says nothing)."""
         n = x.shape[0]
@@ -79,14 +80,15 @@ class SupervisoryGraph:
         if shared:
             member = sp.csr_matrix((np.ones(n * k), (rows, indices.ravel())), shape=(n, n))
             member = member + sp.identity(n, format="csr")
-            symmetric = symmetric.multiply(member @ member.T)
+            symmetric = symmetric.multiply((member @ member.T).power(float(shared)))
         return cls(symmetric, walk_length)
 
     def spectral(self, n_components: int, random_state: int) -> np.ndarray:
         """``(n, n_components)`` leading eigenvectors of ``D^-1/2 W D^-1/2`` mapped back by
         ``D^-1/2`` (those of ``P1``), rows scaled to unit length: the spectral-clustering
         embedding of the graph."""
-        from scipy.sparse.linalg import eigsh
+        from scipy.sparse.csgraph import connected_components
+        from scipy.sparse.linalg import eigsh, lobpcg
 
         root = 1.0 / np.sqrt(np.maximum(self.degree, 1e-300))
         normalised = sp.diags(root) @ self.symmetric @ sp.diags(root)
@@ -95,6 +97,13 @@ class SupervisoryGraph:
         if self.n <= 4 * k:
             _, vectors = np.linalg.eigh(normalised.toarray())
             vectors = vectors[:, -k:]
+        elif connected_components(self.symmetric, directed=False, return_labels=False) > 1:
+            # eigenvalue 1 once per piece of the graph: the Krylov space of one Lanczos start
+            # vector holds one direction of that eigenspace, a block of k start vectors all
+            block = np.random.default_rng(random_state).standard_normal((self.n, k))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                _, vectors = lobpcg(normalised, block, largest=True, tol=1e-4, maxiter=500)
         else:
             _, vectors = eigsh(normalised, k=k, which="LA", tol=1e-4, v0=start)
         embedding = vectors * root[:, None]

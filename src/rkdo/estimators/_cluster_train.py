@@ -5,10 +5,11 @@ of anchors, with a cosine learning-rate decay over ``max_iter`` epochs,
 
     lr(s) = lr_0 (1 + cos(pi s / S)) / 2,      S = max_iter * ceil(n / batch),
 
-then moves the target's parameters towards the model's, ``theta' <- ema theta' + (1 - ema)
-theta`` (``ema = 0``: the model is its own target). Every ``check_every`` epochs the hard labels
-of the target are compared with the last check's; training stops once the fraction that
-changed is at most ``tol``.
+then moves the target's parameters towards the model's, ``theta' <- m theta' + (1 - m) theta``
+with ``m = ema^(1 / steps)``, so that ``ema`` is the momentum per epoch whatever the number of
+minibatches (``ema = 0``: the model is its own target). Every ``check_every`` epochs the hard
+labels of the model (not of the slower target) are compared with the last check's; training
+stops once the fraction that changed is at most ``tol``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def optimise(model: nn.Module, target: nn.Module, loss_of: Callable[[Tensor], Te
              labels_of: Callable[[], Tensor], *, n: int, batch: int, max_iter: int,
              learning_rate: float, ema: float, tol: float, generator: torch.Generator,
              verbose: bool = False) -> tuple[list[float], int]:
-    """Train ``model`` on ``loss_of(anchors)``; ``labels_of()`` gives the target's hard labels.
+    """Train ``model`` on ``loss_of(anchors)``; ``labels_of()`` gives the model's hard labels.
 
     Returns the mean minibatch loss of each epoch and the number of epochs run.
     """
@@ -44,6 +45,7 @@ def optimise(model: nn.Module, target: nn.Module, loss_of: Callable[[Tensor], Te
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.5 * (1.0 + math.cos(math.pi * s / (max_iter * steps))))
     check_every = math.ceil(_CHECK_STEPS / steps)
+    momentum = ema ** (1.0 / steps)
     curve: list[float] = []
     labels = None
     epochs = 0
@@ -58,7 +60,7 @@ def optimise(model: nn.Module, target: nn.Module, loss_of: Callable[[Tensor], Te
             optimiser.step()
             schedule.step()
             if ema > 0.0:
-                _follow(target, model, ema)
+                _follow(target, model, momentum)
             running += float(loss.detach()) * len(anchors)
         curve.append(running / n)
         if not math.isfinite(curve[-1]):

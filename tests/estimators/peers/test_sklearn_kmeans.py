@@ -139,8 +139,6 @@ def test_score_max_iter() -> None:
     assert longer > short
 
 
-@pytest.mark.xfail(strict=True, reason="two pairs of these 10 blobs touch in the 10-NN graph: "
-                   "the graph objective merges each pair and splits another blob")
 @DATA
 def test_predict(data) -> None:
     """Mirrors ``test_predict``: ``predict`` on the training data gives ``labels_``, refitting
@@ -322,6 +320,8 @@ def test_feature_names_out() -> None:
 
 @pytest.mark.parametrize("params, match", [
     ({"n_init": 0}, "n_init must be an integer >= 1"),
+    ({"n_init": "many"}, "n_init must be an integer >= 1, got 'many'"),
+    ({"shared_neighbors": -1.0}, "shared_neighbors must be a finite number >= 0"),
     ({"max_iter": 0}, "max_iter must be an integer >= 1"),
     ({"n_clusters": N_SAMPLES + 1}, f"n_clusters must be <= n_samples = {N_SAMPLES}"),
     ({"tol": -1.0}, "tol must be a finite number >= 0"),
