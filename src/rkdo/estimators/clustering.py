@@ -97,6 +97,8 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         learning_rate: Adam's step size (cosine decay over ``max_iter`` epochs).
         n_init: restarts; the lowest final objective wins (``"auto"``: 1 from the spectral
             start, which differs between restarts only in its KMeans seed; 3 from random).
+            The final loss ranks partitions of the graph, not classes: from the spectral
+            start more restarts cost time and gain little.
         random_state, device, verbose: seed, torch device, progress bar.
 
     Attributes: ``labels_``, ``cluster_centers_`` (responsibility-weighted input means, in the
@@ -143,7 +145,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
                  shared_neighbors: bool | float = 2.0, init: str = "spectral",
                  debias_p: float = 0.0, debias_q: float = 0.0, ema: float = 0.9,
                  alpha: float = 0.0, batch_size: int = 4096, max_iter: int = 50,
-                 tol: float = 1e-3, learning_rate: float = 1e-2, n_init: int | str = "auto",
+                 tol: float = 1e-3, learning_rate: float = 1e-2, n_init: int | str = 1,
                  random_state: int | None = None, device: str = "cpu",
                  verbose: bool = False) -> None:
         self.n_clusters = n_clusters
