@@ -52,6 +52,7 @@ DATA = ("digits", "fashion-10k", "fashion-70k")
 
 
 DEFAULTS_ROW = "full recipe (defaults)"
+FULL_BATCH_ROW = "full batch (every point an anchor)"
 
 
 def ablation_rows() -> dict[str, dict]:
@@ -66,6 +67,8 @@ def ablation_rows() -> dict[str, dict]:
         rows["propagation (walk_length=2)"] = {"walk_length": 2}
     if d["shared_neighbors"]:
         rows["no shared-neighbour weights"] = {"shared_neighbors": False}
+        if d["shared_neighbors"] is not True and float(d["shared_neighbors"]) != 1.0:
+            rows["shared-neighbour weights S^1 (shared_neighbors=1)"] = {"shared_neighbors": 1.0}
     if d["hidden_layer_sizes"]:
         rows["linear assignment (no MLP)"] = {"hidden_layer_sizes": ()}
     if d["n_components"] is not None:
@@ -79,10 +82,12 @@ def ablation_rows() -> dict[str, dict]:
     else:
         rows["EMA target (0.9)"] = {"ema": 0.9}
     rows["minibatches of 512 anchors"] = {"batch_size": 512}
-    rows["full batch (every point an anchor)"] = {"batch_size": 10**9}
+    rows[FULL_BATCH_ROW] = {"batch_size": 10**9}
     rows["spectral start only (1 epoch)"] = {"max_iter": 1}
-    if d["n_init"] > 1:
+    if isinstance(d["n_init"], int) and d["n_init"] > 1:
         rows["one restart (n_init=1)"] = {"n_init": 1}
+    else:
+        rows["three restarts (n_init=3)"] = {"n_init": 3}
     return rows
 
 
@@ -292,7 +297,10 @@ def main() -> None:
         x, labels = (None, None) if args.report else load(name)
         k = 10 if labels is None else len(np.unique(labels))
         epochs = args.n2d_epochs or N2D_EPOCHS[name]
-        methods = {row: (ours(params, k), version) for row, params in rows.items()}
+        methods = {row: (ours(params, k), version) for row, params in rows.items()
+                   # the full batch is the defaults where n <= batch_size: not fitted twice
+                   if not (row == FULL_BATCH_ROW and x is not None
+                           and len(x) <= KernelClustering().batch_size)}
         for peer, method in peers(k, epochs).items():
             if args.peers is None or peer in args.peers:
                 label = f"{peer}, AE {epochs} epochs" if peer == N2D else peer
