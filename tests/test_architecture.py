@@ -75,6 +75,34 @@ def test_only_the_cli_imports_rkdo_modules_lazily() -> None:
     assert not lazy, "function-level imports of rkdo modules outside rkdo.cli:\n" + "\n".join(lazy)
 
 
+def _heavy_modules_loaded(*argv: str, source: Path = ROOT / "src") -> list[str]:
+    """Which of torch and sklearn ``rkdo ARGV`` (run in a fresh interpreter) has imported."""
+    code = ("import sys\nfrom rkdo.cli.main import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(*[m for m in ('torch', 'sklearn') if m in sys.modules], sep=',')\n")
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.stdout, done.stderr
+    return [name for name in done.stdout.splitlines()[-1].split(",") if name]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["nosuch"]])
+def test_the_command_list_loads_neither_torch_nor_sklearn(argv: list[str]) -> None:
+    """``rkdo --help`` lists every command from its family's one-line ``HELP``, without
+    building (and importing what builds) the commands' options."""
+    assert _heavy_modules_loaded(*argv) == []
+
+
+def test_the_heavy_module_check_sees_an_import(tmp_path: Path) -> None:
+    """A copy of the package whose command list imports torch is caught."""
+    shutil.copytree(PACKAGE, tmp_path / "rkdo", ignore=shutil.ignore_patterns("__pycache__"))
+    main = tmp_path / "rkdo" / "cli" / "main.py"
+    main.write_text(main.read_text().replace("import argparse\n", "import argparse\nimport torch\n"
+                                             "import sklearn\n", 1))
+    assert _heavy_modules_loaded("--help", source=tmp_path) == ["torch", "sklearn"]
+
+
 def _cycles(graph) -> list[list[str]]:
     """The strongly connected components of more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}

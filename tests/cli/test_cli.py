@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -220,3 +221,35 @@ def test_a_bench_typo_is_reported_without_loading_torch() -> None:
                           capture_output=True, text=True, timeout=300, env=env)
     assert "unrecognized arguments: --nosuch" in done.stderr
     assert done.stdout.split()[-1] == "NO-TORCH"
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return commands.choices[name]
+
+
+def test_main_lists_commands_as_the_full_parser_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` builds only the named command's options: the listing, and each command's own
+    help, are those of the parser with every command built."""
+    from rkdo.cli.main import COMMANDS, _command_parser
+
+    monkeypatch.setenv("COLUMNS", "100")
+    full = build_parser()
+    assert _command_parser(None).format_help() == full.format_help()
+    for name in COMMANDS:
+        light = _command_parser(name)
+        assert light.format_help() == full.format_help()
+        assert (_subcommand(light, name).format_help()
+                == _subcommand(full, name).format_help()), name
+
+
+@pytest.mark.parametrize("argv", [["demo", "--bogus"], ["demo", "--help"]])
+def test_a_light_command_loads_no_torch(argv: list[str]) -> None:
+    """A command whose options need no torch is parsed without it, whatever the others need."""
+    code = ("import sys\nfrom rkdo.cli.main import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.stdout.split()[-1] == "NO-TORCH", done.stderr

@@ -15,11 +15,18 @@ import json
 import shlex
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "HELP"]
+
+#: Each command's one-line help (``rkdo --help`` lists them without building their parsers).
+HELP = {
+    "bench": "run a benchmark grid (resumable, results stored per cell)",
+    "report": "write report.md and figures from a bench store",
+    "profile": "FLOPs and time per training step: RKDO depth 1 and 3 vs I-Con",
+}
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -189,16 +196,17 @@ def _shipped_grids() -> str:
     return "\n".join(lines)
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register the ``bench``, ``report`` and ``profile`` commands on ``rkdo``'s subparsers."""
-    _add_bench(subparsers)
-    _add_report(subparsers)
-    _add_profile(subparsers)
+def add_parser(subparsers: Any, commands: Sequence[str] | None = None) -> None:
+    """Register the ``bench``, ``report`` and ``profile`` commands (or only the ``commands``
+    named) on ``rkdo``'s subparsers."""
+    adders = {"bench": _add_bench, "report": _add_report, "profile": _add_profile}
+    for name in HELP if commands is None else commands:
+        adders[name](subparsers)
 
 
 def _add_bench(subparsers: Any) -> None:
     bench = subparsers.add_parser(
-        "bench", help="run a benchmark grid (resumable, results stored per cell)",
+        "bench", help=HELP["bench"],
         description=textwrap.fill(
             "Run a grid of datasets x methods x durations x seeds. Each (dataset, method, "
             "seed) is trained once and evaluated after every duration; the untrained encoder "
@@ -296,7 +304,7 @@ def _add_executor_arguments(bench: argparse.ArgumentParser) -> None:
 
 def _add_report(subparsers: Any) -> None:
     report = subparsers.add_parser(
-        "report", help="write report.md and figures from a bench store",
+        "report", help=HELP["report"],
         description="Rebuild the paper's Tables 1-4 from a store's results, side by side with "
                     "the paper's published values, plus the same tables on fair yardsticks "
                     "(held-out static I-Con loss, k-NN and linear probe on the full test "
@@ -310,7 +318,7 @@ def _add_report(subparsers: Any) -> None:
 
 def _add_profile(subparsers: Any) -> None:
     prof = subparsers.add_parser(
-        "profile", help="FLOPs and time per training step: RKDO depth 1 and 3 vs I-Con",
+        "profile", help=HELP["profile"],
         description="Count FLOPs per training step (two views through the encoder plus the "
                     "loss; forward only, and forward+backward) with torch.utils.flop_counter, "
                     "and time full steps (median). Defaults are the paper's setting: "

@@ -19,13 +19,19 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy and the DATA reader load when a command runs: `rkdo --help` lists
+    import numpy as np  # these commands without them
 
-from rkdo.cli.features import MIN_POINTS, class_names, prepared
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "HELP"]
+
+#: Each command's one-line help (``rkdo --help`` lists them without building their parsers).
+HELP = {"embed": "2-D neighbour embedding (t-SNE, SNE, InfoNCE)",
+        "cluster": "I-Con kernel clustering"}
 
 _EMBED = ("Embed the rows of DATA in 2-D with a neighbour embedding: t-SNE (default), SNE, "
           "InfoNCE or NEG, static or with the recursive teacher (--alpha). DATA is digits, "
@@ -40,6 +46,8 @@ _CLUSTER = ("Cluster the rows of DATA with I-Con's kernel clustering: soft assig
 
 
 def _prepared(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from rkdo.cli.features import prepared
+
     return prepared(args.data, command, device=args.device, max_points=args.max_points,
                     seed=args.seed)
 
@@ -59,6 +67,8 @@ def _check_writable(path: str | None, flag: str) -> None:
 
 
 def _save(path: str, array: np.ndarray) -> None:
+    import numpy as np
+
     from rkdo._io import atomic_writer
 
     atomic_writer(path, lambda tmp: np.save(tmp, array), suffix=".npy")
@@ -104,8 +114,10 @@ def _check_device(name: str) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
     from sklearn.decomposition import PCA
 
+    from rkdo.cli.features import class_names
     from rkdo.estimators import NeighbourEmbedding
 
     _check_device(args.device)
@@ -134,6 +146,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
+    import numpy as np
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     from rkdo.estimators import KernelClustering
@@ -200,6 +213,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _common(parser: argparse.ArgumentParser, defaults: dict, what: str) -> None:
+    from rkdo.cli.features import MIN_POINTS
+
     parser.add_argument("data", metavar="DATA",
                         help="digits, fashion-mnist, a .npy/.csv file or a run directory")
     parser.add_argument("--out", required=True,
@@ -217,17 +232,23 @@ def _common(parser: argparse.ArgumentParser, defaults: dict, what: str) -> None:
                         help="progress bar (default: on when stderr is a terminal)")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``embed`` and ``cluster`` on the ``rkdo`` command's ``subparsers``."""
-    from rkdo.estimators import KernelClustering, NeighbourEmbedding
-    from rkdo.estimators.clustering import AFFINITIES
+def add_parser(subparsers: argparse._SubParsersAction,
+               commands: Sequence[str] | None = None) -> None:
+    """Register ``embed`` and ``cluster`` (or only the ``commands`` named) on the ``rkdo``
+    command's ``subparsers``."""
+    adders = {"embed": _add_embed, "cluster": _add_cluster}
+    for name in HELP if commands is None else commands:
+        adders[name](subparsers)
+
+
+def _add_embed(subparsers: argparse._SubParsersAction) -> None:
+    from rkdo.estimators import NeighbourEmbedding
     from rkdo.estimators.embedding import OBJECTIVES, SOLVERS
     from rkdo.schedules import ALPHA_SCHEDULES
 
-    formatter = _Formatter
     embedding = NeighbourEmbedding().get_params()
-    embed = subparsers.add_parser("embed", help="2-D neighbour embedding (t-SNE, SNE, InfoNCE)",
-                                  description=_EMBED, formatter_class=formatter)
+    embed = subparsers.add_parser("embed", help=HELP["embed"],
+                                  description=_EMBED, formatter_class=_Formatter)
     _common(embed, embedding, "embedding")
     embed.add_argument("--plot", default=None,
                        help="also draw the embedding into this PNG (default: no plot)")
@@ -248,9 +269,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="reduce wider features to this many PCA dimensions first (0: off)")
     embed.set_defaults(func=_interruptible("embedding")(_cmd_embed))
 
+
+def _add_cluster(subparsers: argparse._SubParsersAction) -> None:
+    from rkdo.estimators import KernelClustering
+    from rkdo.estimators.clustering import AFFINITIES
+
     clustering = KernelClustering().get_params()
-    cluster = subparsers.add_parser("cluster", help="I-Con kernel clustering",
-                                    description=_CLUSTER, formatter_class=formatter)
+    cluster = subparsers.add_parser("cluster", help=HELP["cluster"],
+                                    description=_CLUSTER, formatter_class=_Formatter)
     _common(cluster, clustering, "cluster labels")
     cluster.add_argument("--n-clusters", type=_integer(1), default=clustering["n_clusters"],
                          help="number of clusters")

@@ -5,11 +5,13 @@
     rkdo viz ...                   :mod:`rkdo.cli.viz`
     rkdo embed | cluster           :mod:`rkdo.cli.estimators`
 
-Each family module exposes ``add_parser(subparsers)``; the commands run through
+Each family module declares ``HELP`` (its commands' one-line help) and
+``add_parser(subparsers, commands=None)``; the commands run through
 :func:`rkdo.cli._common.run_command`. :func:`main` first sets the thread policy
-(:mod:`rkdo.cli._threads`: it must precede torch), then imports only the family of the command
-named on the line, so that a typo in a command's options is reported without loading the
-other families (``rkdo --help`` and an unknown command load them all, to list every command).
+(:mod:`rkdo.cli._threads`: it must precede torch), then builds the options of the command named
+on the line only: every other command is listed by name and ``HELP`` line, so that ``rkdo
+--help``, ``--version`` and an unknown command load no torch, and a typo in a command's options
+is reported without building the other commands' parsers (some read torch-backed defaults).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 
 from rkdo.cli import _threads
 from rkdo.cli._common import run_command
 
 __all__ = ["main", "build_parser", "COMMANDS"]
+
+_DESCRIPTION = ("Recursive KL Divergence Optimization (RKDO) and I-Con: train, evaluate, "
+                "benchmark and visualise neighbourhood-KL representation learning.")
 
 #: Which family module declares each command (kept in the order ``rkdo --help`` lists them).
 COMMANDS = {
@@ -36,6 +40,8 @@ COMMANDS = {
 
 def _version() -> str:
     """``rkdo 0.1.0 (torch 2.x, Python 3.y)``, read without importing torch."""
+    from importlib import metadata
+
     from rkdo import __version__
 
     try:
@@ -46,16 +52,23 @@ def _version() -> str:
     return f"rkdo {__version__} (torch {torch}, Python {python})"
 
 
-def build_parser(families: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The ``rkdo`` argument parser: every command family, or only those named."""
+class _Version(argparse._VersionAction):
+    """``--version``: its line is made (package metadata read) only when it is asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        self.version = _version()
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _rkdo_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The ``rkdo`` parser's global options and its (empty) command list."""
     parser = argparse.ArgumentParser(
-        prog="rkdo",
-        description="Recursive KL Divergence Optimization (RKDO) and I-Con: train, evaluate, "
-                    "benchmark and visualise neighbourhood-KL representation learning.",
+        prog="rkdo", description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Start with `rkdo demo`. Every command has its own --help.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version)
     parser.add_argument(
         "--threads", type=int, metavar="N",
         help="compute threads (default: one per core that other processes leave free; "
@@ -63,8 +76,28 @@ def build_parser(families: Sequence[str] | None = None) -> argparse.ArgumentPars
              "always wait passively unless OMP_WAIT_POLICY says otherwise")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    return parser, sub
+
+
+def build_parser(families: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``rkdo`` argument parser: every command family, or only those named."""
+    parser, sub = _rkdo_parser()
     for family in dict.fromkeys(COMMANDS.values()) if families is None else families:
         importlib.import_module(f"rkdo.cli.{family}").add_parser(sub)
+    return parser
+
+
+def _command_parser(command: str | None) -> argparse.ArgumentParser:
+    """The ``rkdo`` parser with ``command``'s options (None: no command's) and every other
+    command listed by its name and one-line help: the same listing, errors and help as
+    :func:`build_parser`, without building (and importing) what the other commands need."""
+    parser, sub = _rkdo_parser()
+    for name, family in COMMANDS.items():
+        module = importlib.import_module(f"rkdo.cli.{family}")
+        if name == command:
+            module.add_parser(sub, [name])
+        else:
+            sub.add_parser(name, help=module.HELP[name])
     return parser
 
 
@@ -84,14 +117,6 @@ def _command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _families(command: str | None) -> list[str] | None:
-    """The families a command needs: its own, none for ``--version``, all (``None``) for help
-    or an unknown command (to list every command)."""
-    if command == "":
-        return []
-    return [COMMANDS[command]] if command in COMMANDS else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rkdo`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -103,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"rkdo: error: {error}", file=sys.stderr)
         return 2
-    args = build_parser(_families(command)).parse_args(argv)
+    args = _command_parser(command).parse_args(argv)
     name = " ".join(["rkdo", args.command, *filter(None, [getattr(args, "viz_command", None)])])
     return run_command(args, name)
 

@@ -17,13 +17,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rkdo._validation import check_int
 from rkdo.cli._common import flag, print_json
 
-__all__ = ["add_parser", "add_config_arguments", "config_from_args"]
+__all__ = ["add_parser", "add_config_arguments", "config_from_args", "HELP"]
+
+#: Each command's one-line help (``rkdo --help`` lists them without building their parsers).
+HELP = {
+    "demo": "train I-Con and RKDO on digits and compare them (minutes on a CPU)",
+    "train": "train one run (checkpointed, resumable, torchrun-ready)",
+    "eval": "evaluate a trained run (its own settings: eval.json again)",
+}
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -246,7 +254,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_demo(sub: Any) -> None:
     demo = sub.add_parser(
-        "demo", help="train I-Con and RKDO on digits and compare them (minutes on a CPU)",
+        "demo", help=HELP["demo"],
         description="Train I-Con and RKDO on scikit-learn's digits with the same seed, encoder "
                     "and budget, evaluate both (and the untrained encoder as a floor) on the "
                     "held-out split, print a table and save a figure. Runs on one thread unless "
@@ -266,7 +274,7 @@ def _add_train(sub: Any) -> None:
     from rkdo.training.recipes import RECIPES
 
     train = sub.add_parser(
-        "train", help="train one run (checkpointed, resumable, torchrun-ready)",
+        "train", help=HELP["train"],
         description="Train an encoder with an I-Con or RKDO loss on two augmented views. Writes "
                     "config.json, metrics.jsonl, checkpoint.pt and eval.json to --out. "
                     "Data parallel: torchrun --nproc_per_node N -m rkdo train ...",
@@ -300,7 +308,7 @@ def _add_eval(sub: Any) -> None:
     from rkdo.evaluation import PROTOCOLS
 
     evaluate = sub.add_parser(
-        "eval", help="evaluate a trained run (its own settings: eval.json again)",
+        "eval", help=HELP["eval"],
         description="Linear probe, weighted k-NN (k=200, k=20), k-means NMI/ARI/accuracy, "
                     "neighbourhood accuracy and the held-out static I-Con loss of a run's "
                     "frozen encoder. Every setting comes from the run's config.json (protocol, "
@@ -327,8 +335,9 @@ def _add_eval(sub: Any) -> None:
     evaluate.set_defaults(func=_cmd_eval)
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``demo``, ``train`` and ``eval`` on the ``rkdo`` command."""
-    _add_demo(subparsers)
-    _add_train(subparsers)
-    _add_eval(subparsers)
+def add_parser(subparsers: Any, commands: Sequence[str] | None = None) -> None:
+    """Register ``demo``, ``train`` and ``eval`` (or only the ``commands`` named) on the
+    ``rkdo`` command."""
+    adders = {"demo": _add_demo, "train": _add_train, "eval": _add_eval}
+    for name in HELP if commands is None else commands:
+        adders[name](subparsers)

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 from rkdo._validation import check_positive
-from rkdo.fields import load_fields, save_fields
-from rkdo.viz.figures import DPI
-from rkdo.viz.kaleidoscope import Kaleidoscope
-from rkdo.viz.maps import plot_run_embedding
-from rkdo.viz.plots import plot_curves
-from rkdo.viz.simulate import simulate
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "HELP"]
+
+#: The command's one-line help (``rkdo --help`` lists it without building its parser).
+HELP = {"viz": "kaleidoscope animation, training curves, feature maps"}
 
 _SIMULATED_FRAMES = 50
 _DEFAULT_NODES = 12
 
 
 def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
+    # the drawing modules (numpy, torch) load when a command runs, not when `rkdo` lists it
+    from rkdo.fields import load_fields, save_fields
+    from rkdo.viz.kaleidoscope import Kaleidoscope
+    from rkdo.viz.simulate import simulate
+
     started = time.perf_counter()
     if args.run is not None:
         fields, frames = load_fields(args.run), args.frames
@@ -55,6 +58,8 @@ def _cmd_kaleidoscope(args: argparse.Namespace) -> int:
 
 
 def _cmd_curves(args: argparse.Namespace) -> int:
+    from rkdo.viz.plots import plot_curves
+
     out = plot_curves(args.runs, args.out, metrics=args.metrics, names=args.names,
                       log_loss=args.log_loss, dpi=args.dpi)
     print(f"wrote {out}")
@@ -62,6 +67,8 @@ def _cmd_curves(args: argparse.Namespace) -> int:
 
 
 def _cmd_embedding(args: argparse.Namespace) -> int:
+    from rkdo.viz.maps import plot_run_embedding
+
     out = plot_run_embedding(
         args.run, args.out, method=args.method, projection=args.projection,
         max_points=args.max_points, perplexity=args.perplexity, steps=args.steps,
@@ -155,6 +162,8 @@ def _add_simulation_arguments(simulation: argparse._ArgumentGroup) -> None:
 
 
 def _add_curves(sub: argparse._SubParsersAction) -> None:
+    from rkdo.viz.figures import DPI
+
     c = sub.add_parser(
         "curves", formatter_class=_FORMATTER,
         help="training loss and evaluation metrics of one or more runs (PNG)",
@@ -177,6 +186,8 @@ def _add_curves(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_embedding(sub: argparse._SubParsersAction) -> None:
+    from rkdo.viz.figures import DPI
+
     e = sub.add_parser(
         "embedding", formatter_class=_FORMATTER,
         help="2-D map of a run's test-set features coloured by label (PNG)",
@@ -203,10 +214,12 @@ def _add_embedding(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_cmd_embedding)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``viz`` with its sub-commands on the ``rkdo`` command's ``subparsers``."""
+def add_parser(subparsers: argparse._SubParsersAction,
+               commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Register ``viz`` with its sub-commands on the ``rkdo`` command's ``subparsers``
+    (``commands``: ``["viz"]`` or None, the family's only command either way)."""
     viz = subparsers.add_parser(
-        "viz", help="kaleidoscope animation, training curves, feature maps",
+        "viz", help=HELP["viz"],
         description="Pictures of neighbourhood-KL learning. Each sub-command has its own --help.",
     )
     sub = viz.add_subparsers(dest="viz_command", metavar="{kaleidoscope,curves,embedding}")
