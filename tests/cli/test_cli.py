@@ -243,7 +243,8 @@ def test_main_lists_commands_as_the_full_parser_does(monkeypatch: pytest.MonkeyP
                 == _subcommand(full, name).format_help()), name
 
 
-@pytest.mark.parametrize("argv", [["demo", "--bogus"], ["demo", "--help"]])
+@pytest.mark.parametrize("argv", [["demo", "--bogus"], ["demo", "--help"], ["viz", "--help"],
+                                  ["viz", "curves", "--bogus"]])
 def test_a_light_command_loads_no_torch(argv: list[str]) -> None:
     """A command whose options need no torch is parsed without it, whatever the others need."""
     code = ("import sys\nfrom rkdo.cli.main import main\n"

@@ -85,6 +85,19 @@ def test_importing_the_cli_does_not_import_matplotlib() -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+def test_the_viz_face_loads_on_use_and_keeps_its_names() -> None:
+    """``rkdo.viz.figures`` (the resolution ``rkdo viz --help`` shows) loads no torch; the
+    face's ``simulate`` is the function, also after its module is imported by name."""
+    code = ("import sys, inspect, rkdo.viz.figures\n"
+            "assert 'torch' not in sys.modules\n"
+            "import rkdo.viz.simulate\n"
+            "from rkdo.viz import Kaleidoscope, maps, simulate\n"
+            "assert inspect.isfunction(simulate) and inspect.isfunction(rkdo.viz.simulate)\n"
+            "assert inspect.isclass(Kaleidoscope) and inspect.ismodule(maps)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_add_parser_registers_viz_with_three_commands() -> None:
     parser = argparse.ArgumentParser(prog="rkdo")
     sub = parser.add_subparsers(dest="command")
