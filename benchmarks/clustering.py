@@ -305,6 +305,12 @@ def main() -> None:
             if args.peers is None or peer in args.peers:
                 label = f"{peer}, AE {epochs} epochs" if peer == N2D else peer
                 methods[label] = (method, "peer")
+        if args.report and (args.peers is None or N2D in args.peers):
+            # every stored N2D row of this data set, whatever its autoencoder's epochs
+            for cell in store.cells.values():
+                data, row, _, _ = json.loads(cell["key"])
+                if data == name and row.startswith(N2D):
+                    methods.setdefault(row, (peers(k, 0)[N2D], "peer"))
         results: dict[str, list[dict[str, float]]] = {}
         for row, (method, tag) in methods.items():
             cells = [cached(store, Store.key(name, row, seed, tag), method, x, labels, seed,
