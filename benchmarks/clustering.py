@@ -251,6 +251,8 @@ def table(rows: dict[str, list[dict[str, float]]], title: str) -> str:
         cpu = _cell([r["cpu"] for r in runs], 1) if all("cpu" in r for r in runs) else "-"
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells)
                      + f" | {_cell([r['seconds'] for r in runs], 1)} | {cpu} | {load} |")
+    if len(lines) == 4:
+        lines[2:] = ["(no finished cells)"]
     return "\n".join(lines)
 
 
