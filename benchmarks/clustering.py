@@ -258,15 +258,21 @@ def table(rows: dict[str, list[dict[str, float]]], title: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", nargs="+", choices=DATA, default=["digits"])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", nargs="+", choices=DATA, default=["digits"],
+                        help="data sets, raw pixels in [0, 1] (default: digits); Fashion-MNIST "
+                             "is read from the Debian package's IDX files")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds 0..N-1 per row and peer (default: 3)")
     parser.add_argument("--rows", nargs="*", default=None,
                         help="ablation rows to run (default: all; 'none' for none)")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="peers to run (default: all; none with an empty list)")
     parser.add_argument("--n2d-epochs", type=int, default=None,
-                        help="autoencoder epochs of the N2D recipe (default: N2D_EPOCHS)")
-    parser.add_argument("--alpha", type=float, default=0.3)
+                        help="autoencoder epochs of the N2D recipe (default: "
+                             + ", ".join(f"{k} {v}" for k, v in N2D_EPOCHS.items()) + ")")
+    parser.add_argument("--alpha", type=float, default=0.3,
+                        help="the recursive target's rate in the static vs recursive "
+                             "comparison (default: 0.3)")
     parser.add_argument("--alpha-seeds", type=int, default=0,
                         help="seeds of the paired static vs recursive comparison (0: skip)")
     parser.add_argument("--run", default=None, help="a trained run directory to cluster")
