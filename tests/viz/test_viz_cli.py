@@ -86,7 +86,7 @@ def test_importing_the_cli_does_not_import_matplotlib() -> None:
 
 
 def test_the_viz_face_loads_on_use_and_keeps_its_names() -> None:
-    """``rkdo.viz.figures`` (the resolution ``rkdo viz --help`` shows) loads no torch; the
+    """``rkdo.viz.figures`` (a light module of the viz layer) loads no torch; the
     face's ``simulate`` is the function, also after its module is imported by name."""
     code = ("import sys, inspect, rkdo.viz.figures\n"
             "assert 'torch' not in sys.modules\n"

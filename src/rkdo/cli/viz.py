@@ -162,7 +162,7 @@ def _add_simulation_arguments(simulation: argparse._ArgumentGroup) -> None:
 
 
 def _add_curves(sub: argparse._SubParsersAction) -> None:
-    from rkdo.viz.figures import DPI
+    from rkdo._figure_style import DPI
 
     c = sub.add_parser(
         "curves", formatter_class=_FORMATTER,
@@ -186,7 +186,7 @@ def _add_curves(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_embedding(sub: argparse._SubParsersAction) -> None:
-    from rkdo.viz.figures import DPI
+    from rkdo._figure_style import DPI
 
     e = sub.add_parser(
         "embedding", formatter_class=_FORMATTER,

@@ -7,12 +7,13 @@
 - :mod:`rkdo.viz.encode`: frames to an animated GIF (Pillow) or MP4 (``ffmpeg``).
 - :mod:`rkdo.viz.plots`: loss and evaluation curves of runs.
 - :mod:`rkdo.viz.maps`: 2-D maps of learned features (PCA, exact t-SNE), scattered by class.
-- :mod:`rkdo.viz.figures`: what the static figures share (resolution, type sizes, atomic save).
+- :mod:`rkdo.viz.figures`: what the static figures share (a canvas, an atomic save); their
+  resolution and type sizes are :mod:`rkdo._figure_style`, shared with the benchmark report.
 
 The fields themselves are :mod:`rkdo.fields`; the ``rkdo viz`` command is :mod:`rkdo.cli.viz`.
 Matplotlib is imported only inside the functions that draw, and the names below load on first
-use (PEP 562), so importing this package, or its light modules (``rkdo.viz.figures``, whose
-resolution ``rkdo viz --help`` shows), loads neither torch nor matplotlib.
+use (PEP 562), so importing this package, or its light modules (``rkdo.viz.figures``), loads
+neither torch nor matplotlib.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The common ground of rkdo's static figures: resolution, type sizes, a canvas, an atomic save.
+"""The common ground of rkdo's static figures: a canvas and an atomic save.
 
 Figures use matplotlib's object API (``Figure``, never ``pyplot``), imported when one is drawn,
-with ``constrained`` layout; they are written at :data:`DPI` dots per inch (a page column is
-~3.5 inches wide, so 8-9 pt type stays readable at column width), atomically, in the format of
-the file's suffix. :mod:`rkdo.viz.plots` (curves) and :mod:`rkdo.viz.maps` (2-D maps) draw on it.
+with ``constrained`` layout; they are written atomically, in the format of the file's suffix,
+at the resolution and type sizes of :mod:`rkdo._figure_style` (shared with the benchmark
+report's figures). :mod:`rkdo.viz.plots` (curves) and :mod:`rkdo.viz.maps` (2-D maps) draw on
+it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,7 @@ from typing import Any
 
 from rkdo._io import atomic_writer
 
-__all__ = ["DPI", "STYLE", "new_figure", "save_figure"]
-
-DPI = 200.0
-"""Dots per inch of a saved figure."""
-STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-         "xtick.labelsize": 8, "ytick.labelsize": 8}
-"""Type sizes in points (matplotlib rc parameters), for ``rc_context(STYLE)``."""
+__all__ = ["new_figure", "save_figure"]
 
 
 def new_figure(width: float, height: float, dpi: float) -> Any:

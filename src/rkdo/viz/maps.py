@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from rkdo._figure_style import DPI, TYPE_SIZES
 from rkdo._validation import check_choice, check_int
 from rkdo.estimators import NeighbourEmbedding
 from rkdo.evaluation import extract_features
 from rkdo.training import load_run
-from rkdo.viz.figures import DPI, STYLE, new_figure, save_figure
+from rkdo.viz.figures import new_figure, save_figure
 
 __all__ = ["EMBEDDING_METHODS", "marker_style", "embed_2d", "plot_embedding",
            "plot_run_embedding"]
@@ -114,7 +115,7 @@ def plot_embedding(
     colours = palette(codes % palette.N)
     order = np.random.default_rng(0).permutation(len(points))
     size, alpha = marker_style(len(points))
-    with rc_context(STYLE):
+    with rc_context(TYPE_SIZES):
         figure = new_figure(5.6, 4.2, dpi)
         ax = figure.add_subplot()
         ax.scatter(points[order, 0], points[order, 1], s=size, alpha=alpha, c=colours[order],

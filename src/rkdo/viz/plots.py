@@ -11,7 +11,7 @@ The 2-D maps of features (``embed_2d``, ``plot_embedding``, ``plot_run_embedding
 ``marker_style``) are :mod:`rkdo.viz.maps`'s and are exported here too.
 
 Figures (:mod:`rkdo.viz.figures`) use display names for metrics, labelled axes and a legend
-clear of the data; they are written at :data:`DPI` dots per inch, atomically.
+clear of the data; they are written at :data:`rkdo._figure_style.DPI` dots per inch, atomically.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rkdo._figure_style import DPI, TYPE_SIZES
 from rkdo._io import read_json, read_jsonl
 from rkdo.evaluation import FULL_METRICS, PAPER_METRICS
 from rkdo.training import EVAL_FILE, METRICS_FILE
-from rkdo.viz.figures import DPI, STYLE, new_figure, save_figure
+from rkdo.viz.figures import new_figure, save_figure
 from rkdo.viz.maps import (
     EMBEDDING_METHODS,
     embed_2d,
@@ -33,7 +34,6 @@ from rkdo.viz.maps import (
 )
 
 __all__ = [
-    "DPI",
     "DISPLAY_NAMES",
     "EMBEDDING_METHODS",
     "marker_style",
@@ -154,7 +154,7 @@ def _curves_figure(logs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
     """The loss panel and the metrics' panels (module docstring), one colour per run."""
     from matplotlib import rc_context
 
-    with rc_context(STYLE):
+    with rc_context(TYPE_SIZES):
         once = all(len(evaluation) <= 1 for _, evaluation in logs)
         groups = ([[m for m in metrics if not _is_loss(m)], [m for m in metrics if _is_loss(m)]]
                   if once else [[m] for m in metrics])

@@ -31,6 +31,7 @@ def test_figures_are_fit_for_a_page(synthetic, tmp_path: Path) -> None:
     from matplotlib.container import BarContainer
     from PIL import Image
 
+    from rkdo._figure_style import DPI
     from rkdo.bench import load_results
     from rkdo.bench.report import figures
     from rkdo.bench.report.view import View
@@ -39,6 +40,7 @@ def test_figures_are_fit_for_a_page(synthetic, tmp_path: Path) -> None:
     for path in written.values():
         with Image.open(path) as image:
             assert image.info["dpi"][0] >= 150
+            assert round(image.info["dpi"][0]) == DPI  # the one resolution rkdo.viz uses too
             assert image.size[0] / image.info["dpi"][0] <= 7.6  # inches: a page's width
     view = View(load_results(synthetic.store))
     colours = {m.name: f"C{k}" for k, m in enumerate(view.grid.methods)}

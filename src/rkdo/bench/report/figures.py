@@ -13,8 +13,9 @@ Every value is a mean over seeds drawn as a point with its 95% confidence interv
 never as a bar from 0, so a difference of 0.005 stays visible. Axes carry display names and
 units, epoch axes integer ticks, and one legend per figure sits below the panels, clear of the
 data. A floor (untrained encoder, raw pixels) far outside the data's range is named in a note
-instead of stretching the axis. Figures are written at :data:`DPI` dots per inch, sized for a
-two-column page (:data:`WIDTH` inches at most).
+instead of stretching the axis. Figures are written at :data:`rkdo._figure_style.DPI` dots per
+inch with its type sizes, as ``rkdo.viz`` writes its own, sized for a two-column page
+(:data:`WIDTH` inches at most).
 
 Every figure is a :class:`matplotlib.figure.Figure` rendered by ``FigureCanvasAgg``, so drawing
 a report never switches the caller's matplotlib backend. matplotlib is imported only here, and
@@ -29,21 +30,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rkdo._figure_style import DPI, TYPE_SIZES
 from rkdo.bench import paper
 from rkdo.bench.report.view import View
 from rkdo.bench.store import Results
 
-__all__ = ["make_figures", "FIGURE_NAMES", "DPI", "WIDTH", "mean_ci"]
+__all__ = ["make_figures", "FIGURE_NAMES", "WIDTH", "mean_ci"]
 
 FIGURE_NAMES = ("loss_vs_duration", "early_treatment_vs_late_baseline", "early_learning",
                 "loss_improvement", "accuracy_vs_duration")
 """The figures' names, in the order they are drawn."""
-DPI = 200
 WIDTH = 7.0
 """Inches: the width of a two-column page's text; a figure with one panel is half of it."""
 _PANEL_HEIGHT = 2.5
-_STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-          "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
+_STYLE = {**TYPE_SIZES, "axes.grid": True, "grid.alpha": 0.3,
           "lines.markersize": 5, "errorbar.capsize": 3}
 _SHORT = {"train_loss": "training loss", "heldout_icon_loss": "held-out I-Con loss",
           "linear_probe": "linear probe", "paper_linear_probe": "linear eval (paper protocol)",
