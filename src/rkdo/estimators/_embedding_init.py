@@ -5,8 +5,9 @@
 (standard deviation 1e-4 per coordinate); PCA and spectral starts are rescaled so that the
 first coordinate has standard deviation 1e-4, the field's convention. PCA needs features: when
 ``X`` holds distances (``metric="precomputed"``) or there is no ``X`` (affinities alone) it falls
-back to spectral, with a warning; with fewer features or points than ``n_components`` it falls
-back to random. An array ``init`` is used as given, after :func:`check_init` of its shape.
+back to spectral, with a warning at the user's line (:func:`warn_user`); with fewer features or
+points than ``n_components`` it falls back to random. An array ``init`` is used as given, after
+:func:`check_init` of its shape.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.manifold import spectral_embedding
 
+from rkdo.estimators._user_warning import warn_user
 from rkdo.estimators.affinities import Affinity, joint
 
 __all__ = ["check_init", "initial_embedding"]
@@ -59,8 +61,8 @@ def initial_embedding(init: str | np.ndarray, x, affinity: Affinity, n_component
         return _spectral(affinity, n_components, rng)
     if init == "pca":
         if x is None or metric == "precomputed":
-            warnings.warn("init='pca' needs features; using init='spectral' (the input "
-                          "holds distances or affinities only)", stacklevel=3)
+            warn_user("init='pca' needs features; using init='spectral' (the input holds "
+                      "distances or affinities only)")
             return _spectral(affinity, n_components, rng)
         if min(x.shape) > n_components or (
                 not sp.issparse(x) and min(x.shape) >= n_components):
