@@ -63,12 +63,15 @@ class Optimiser:
     stop_reason: str = field(default="max_iter", init=False)
     _best: tuple[float, int] = field(default=(math.inf, 0), init=False, repr=False)
 
-    def _alpha(self, step: int, total: int) -> float:
-        if self.alpha == 0.0 or step < self.early_exaggeration_iter:
-            return 0.0
-        schedule = alpha_schedule(self.alpha_schedule, self.alpha, max(total, 1),
-                                  final=self.alpha if self.alpha_schedule == "constant" else 0.0)
-        return schedule(step - self.early_exaggeration_iter)
+    def _alphas(self) -> Callable[[int], float]:
+        """``step -> alpha_t`` for this run (module docstring), built once per run."""
+        if self.alpha == 0.0:
+            return lambda step: 0.0
+        schedule = alpha_schedule(
+            self.alpha_schedule, self.alpha, max(self.max_iter - self.early_exaggeration_iter, 1),
+            final=self.alpha if self.alpha_schedule == "constant" else 0.0)
+        start = self.early_exaggeration_iter
+        return lambda step: 0.0 if step < start else schedule(step - start)
 
     def _phase(self, step: int) -> tuple[float, float]:
         """``(exaggeration, momentum)`` of ``step``."""
@@ -103,7 +106,7 @@ class Optimiser:
         """The gains-and-momentum descent on the free points ``y`` of ``n`` points; returns
         ``(y, steps taken)``."""
         update, gains = torch.zeros_like(y), torch.ones_like(y)
-        total = self.max_iter - self.early_exaggeration_iter
+        alphas = self._alphas()
         step = 0
         for step in tqdm(range(self.max_iter), disable=not self.verbose, desc="embedding"):
             exaggeration, momentum = self._phase(step)
@@ -121,7 +124,7 @@ class Optimiser:
                 norms = update.norm(dim=1, keepdim=True)
                 update = update * (self.max_step_norm / norms.clamp_min(self.max_step_norm))
             y = y + update
-            self._record(step, kl, cost, self._alpha(step, total))
+            self._record(step, kl, cost, alphas(step))
             if self._converged(step, kl, float(grad.norm())) or self._callbacks_stop(step, kl, y):
                 break
         return y, step + 1
@@ -132,7 +135,7 @@ class Optimiser:
         rate = 1e-3 if self.learning_rate == "auto" else float(self.learning_rate)
         self.learning_rate_ = rate
         optimiser = torch.optim.Adam(network.parameters(), lr=rate)
-        total = self.max_iter - self.early_exaggeration_iter
+        alphas = self._alphas()
         step = 0
         for step in tqdm(range(self.max_iter), disable=not self.verbose, desc="embedding"):
             exaggeration, _ = self._phase(step)
@@ -141,7 +144,7 @@ class Optimiser:
             optimiser.zero_grad()
             y.backward(grad)
             optimiser.step()
-            self._record(step, kl, cost, self._alpha(step, total))
+            self._record(step, kl, cost, alphas(step))
             if self._callbacks_stop(step, kl, y):
                 break
         with torch.no_grad():
