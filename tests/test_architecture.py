@@ -94,6 +94,16 @@ def test_the_command_list_loads_neither_torch_nor_sklearn(argv: list[str]) -> No
     assert _heavy_modules_loaded(*argv) == []
 
 
+#: commands whose ``--help`` reads declarations only (defaults, choices, help texts)
+LIGHT_HELP = ("demo", "report", "profile", "viz", "embed")
+
+
+@pytest.mark.parametrize("command", LIGHT_HELP)
+def test_a_commands_help_loads_neither_torch_nor_sklearn(command: str) -> None:
+    """``rkdo COMMAND --help`` builds that command's options from torch-free declarations."""
+    assert _heavy_modules_loaded(command, "--help") == []
+
+
 def test_the_heavy_module_check_sees_an_import(tmp_path: Path) -> None:
     """A copy of the package whose command list imports torch is caught."""
     shutil.copytree(PACKAGE, tmp_path / "rkdo", ignore=shutil.ignore_patterns("__pycache__"))
@@ -101,6 +111,14 @@ def test_the_heavy_module_check_sees_an_import(tmp_path: Path) -> None:
     main.write_text(main.read_text().replace("import argparse\n", "import argparse\nimport torch\n"
                                              "import sklearn\n", 1))
     assert _heavy_modules_loaded("--help", source=tmp_path) == ["torch", "sklearn"]
+
+
+def test_the_heavy_module_check_sees_an_import_in_a_declaration(tmp_path: Path) -> None:
+    """A copy whose estimator defaults import torch and sklearn: ``rkdo embed --help`` is caught."""
+    shutil.copytree(PACKAGE, tmp_path / "rkdo", ignore=shutil.ignore_patterns("__pycache__"))
+    declared = tmp_path / "rkdo" / "estimators" / "_embedding_defaults.py"
+    declared.write_text(declared.read_text() + "\nimport sklearn  # noqa\nimport torch  # noqa\n")
+    assert _heavy_modules_loaded("embed", "--help", source=tmp_path) == ["torch", "sklearn"]
 
 
 def _cycles(graph) -> list[list[str]]:

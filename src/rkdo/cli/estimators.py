@@ -5,7 +5,8 @@
 
 ``DATA`` is a dataset name, a ``.npy`` or ``.csv`` file of one row per point, or a run
 directory (:mod:`rkdo.cli.features` reads it and scales it to unit magnitude). Every option's
-default is the estimator's own (``get_params()``), never a copy. Outputs are checked for
+default is the estimator's own, read from where its signature reads it (``DEFAULTS`` of
+:mod:`rkdo.estimators._embedding_defaults`), never a copy. Outputs are checked for
 writability before any computing; an interrupted command writes nothing; the estimators' warnings
 (a lowered perplexity or ``n_neighbors``) are printed as one line each.
 ``add_parser(subparsers)`` registers both commands on the ``rkdo`` parser.
@@ -76,10 +77,11 @@ def _save(path: str, array: np.ndarray) -> None:
 
 def _interruptible(name: str):
     """Turn Ctrl-C into rkdo's interrupt with this command's own message."""
-    from rkdo.training import Interrupted
 
     def wrap(function):
         def run(args: argparse.Namespace) -> int:
+            from rkdo.training import Interrupted  # when the command runs: --help needs no torch
+
             try:
                 return function(args)
             except KeyboardInterrupt as error:
@@ -242,11 +244,10 @@ def add_parser(subparsers: argparse._SubParsersAction,
 
 
 def _add_embed(subparsers: argparse._SubParsersAction) -> None:
-    from rkdo.estimators import NeighbourEmbedding
-    from rkdo.estimators.embedding import OBJECTIVES, SOLVERS
+    from rkdo.estimators._embedding_defaults import DEFAULTS as embedding
+    from rkdo.estimators._embedding_defaults import OBJECTIVES, SOLVERS
     from rkdo.schedules import ALPHA_SCHEDULES
 
-    embedding = NeighbourEmbedding().get_params()
     embed = subparsers.add_parser("embed", help=HELP["embed"],
                                   description=_EMBED, formatter_class=_Formatter)
     _common(embed, embedding, "embedding")

@@ -59,6 +59,8 @@ from rkdo._validation import check_int, check_positive, check_unit_interval
 from rkdo.distributed import resolve_device
 from rkdo.estimators import _embedding_params as checks
 from rkdo.estimators._costs import build_cost, edges
+from rkdo.estimators._embedding_defaults import DEFAULTS as _D
+from rkdo.estimators._embedding_defaults import INITS, OBJECTIVES, SOLVERS
 from rkdo.estimators._embedding_init import check_init, initial_embedding
 from rkdo.estimators._mlp import mlp
 from rkdo.estimators._optimiser import Optimiser
@@ -71,11 +73,8 @@ from rkdo.schedules import ALPHA_SCHEDULES
 
 __all__ = ["NeighbourEmbedding", "OBJECTIVES", "SOLVERS", "INITS"]
 
-OBJECTIVES = ("tsne", "sne", "infonce", "neg")
-SOLVERS = ("auto", "exact", "fft", "sampled")
 #: the sampled solver's SGD rate for ``learning_rate="auto"`` (UMAP's initial alpha)
 _SAMPLED_RATE = 1.0
-INITS = ("pca", "random", "spectral")
 _MIN_SAMPLES = 4
 # SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
 _SNE_DAMPING = {"sne": 10.0}
@@ -85,8 +84,9 @@ _SNE_DAMPING = {"sne": 10.0}
 class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Neighbour embedding by I-Con's KL objective (module docstring has the equations).
 
-    Parameters (the checks of each are in ``_CONSTRAINTS`` below, from
-    :mod:`rkdo.estimators._embedding_params`; those that depend on ``n`` are in ``_check_for``):
+    Parameters (defaults in :mod:`rkdo.estimators._embedding_defaults`; the checks of each are
+    in ``_CONSTRAINTS`` below, from :mod:`rkdo.estimators._embedding_params`; those that depend
+    on ``n`` are in ``_check_for``):
         n_components: embedding dimension (fft: 2 only).
         objective: ``"tsne"``, ``"sne"`` or ``"infonce"``.
         perplexity: effective number of input neighbours; above what ``n`` allows it is
@@ -152,19 +152,24 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         "verbose": lambda name, value: bool(value),
     }
 
-    def __init__(self, n_components: int = 2, *, objective: str = "tsne",
-                 perplexity: float = 30.0, metric: str | Callable = "euclidean",
-                 metric_params: dict | None = None, affinity: str | Affinity = "perplexity",
-                 dof: float = 1.0, method: str = "auto", max_iter: int = 750,
-                 early_exaggeration: float = 12.0, early_exaggeration_iter: int = 250,
-                 learning_rate: float | str = "auto", max_step_norm: float | None = 5.0,
-                 min_grad_norm: float = 1e-7, n_iter_without_progress: int = 300,
-                 init: str | np.ndarray = "pca", alpha: float = 0.0,
-                 alpha_schedule: str = "constant", parametric: bool = False,
-                 hidden_layer_sizes: tuple[int, ...] = (256, 256),
-                 callbacks: Callable | list[Callable] | None = None, n_jobs: int | None = None,
-                 random_state: int | None = None, device: str = "cpu",
-                 verbose: bool = False) -> None:
+    def __init__(self, n_components: int = _D["n_components"], *,
+                 objective: str = _D["objective"], perplexity: float = _D["perplexity"],
+                 metric: str | Callable = _D["metric"],
+                 metric_params: dict | None = _D["metric_params"],
+                 affinity: str | Affinity = _D["affinity"], dof: float = _D["dof"],
+                 method: str = _D["method"], max_iter: int = _D["max_iter"],
+                 early_exaggeration: float = _D["early_exaggeration"],
+                 early_exaggeration_iter: int = _D["early_exaggeration_iter"],
+                 learning_rate: float | str = _D["learning_rate"],
+                 max_step_norm: float | None = _D["max_step_norm"],
+                 min_grad_norm: float = _D["min_grad_norm"],
+                 n_iter_without_progress: int = _D["n_iter_without_progress"],
+                 init: str | np.ndarray = _D["init"], alpha: float = _D["alpha"],
+                 alpha_schedule: str = _D["alpha_schedule"], parametric: bool = _D["parametric"],
+                 hidden_layer_sizes: tuple[int, ...] = _D["hidden_layer_sizes"],
+                 callbacks: Callable | list[Callable] | None = _D["callbacks"],
+                 n_jobs: int | None = _D["n_jobs"], random_state: int | None = _D["random_state"],
+                 device: str = _D["device"], verbose: bool = _D["verbose"]) -> None:
         self.n_components = n_components
         self.objective = objective
         self.perplexity = perplexity
