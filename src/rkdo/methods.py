@@ -1,22 +1,9 @@
-"""Presets: the methods of I-Con's periodic table that our kernels give, static or recursive.
+"""The losses of the methods in :mod:`rkdo.method_table`: :func:`get` builds a preset's loss.
 
-Each method is a (supervisory ``p``, learned ``q``) pair, a form and what it needs per sample:
-
-==============  ===========================  ======================  =========  ======  ========
-name            p (supervisory)              q (learned)             form       needs   temporal
-==============  ===========================  ======================  =========  ======  ========
-simclr          augmentation pairs           cosine / tau            symmetric  --      yes
-icon            augmentation pairs, leak .2  cosine / tau            pair       --      yes
-rkdo            = icon without leak, recur.  cosine / tau_t          pair       --      yes
-supcon          same label                   cosine / tau            pair       labels  yes
-sne             Gaussian, perplexity         Gaussian on embeddings  single     inputs  --
-tsne            Gaussian, perplexity         Student-t               single     inputs  --
-cluster         augmentation pairs           cluster (prototypes)    pair       --      --
-kmeans          Gaussian, perplexity         cluster (prototypes)    single     inputs  --
-lightly-ntxent  lightly's NTXentLoss (an outside baseline, :mod:`rkdo.baselines`)
-ce, ce-boot...  a classifier head's cross-entropy, plain or bootstrapped (:mod:`rkdo.bootstrap`)
-supcon-ema      SupCon with an EMA teacher network (:mod:`rkdo.ema_teacher`)
-==============  ===========================  ======================  =========  ======  ========
+The table (names, forms, needs, options) is declared in :mod:`rkdo.method_table`, without
+torch; :data:`METHODS`, :class:`Method`, :func:`names` and :func:`describe` are its own, here as
+well. This module holds one builder per kernel name (:data:`SUPERVISORY`, :data:`LEARNED`) and
+per outside method (:data:`OUTSIDE`).
 
 The call a method's loss takes follows from its form and needs: ``loss(z1, z2)`` (pair,
 symmetric), ``loss(z1, z2, labels=y)`` (needs labels), ``loss(z, inputs=x)`` (single, needs
@@ -25,17 +12,11 @@ inputs). ``simclr`` is SimCLR's NT-Xent over the 2B views (symmetric: equal to l
 ``get(name, recursive=True)`` wraps any kernel pair in RKDO's in-step recursion; ``debias=a``
 leaks ``a`` of the target mass to the uniform distribution. ``icon`` and ``rkdo`` are the
 reference notebooks' baseline and method with their exact hyper-parameters.
-
-A :class:`Method` entry is all the trainer knows about a method: its kernels (or, for an outside
-baseline, its ``build``), its form, what it needs per sample, which options it takes, and the
-supervisory kind of the temporal teacher (``temporal``; ``None``: no temporal recursion).
-Adding a method is adding an entry to :data:`METHODS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -55,43 +36,9 @@ from rkdo.kernels import (
     StudentT,
 )
 from rkdo.losses import IConLoss, RKDOLoss
+from rkdo.method_table import METHODS, Method, describe, names
 
-__all__ = ["Method", "METHODS", "names", "get", "describe"]
-
-
-@dataclass(frozen=True)
-class Method:
-    """One entry of the table: how to build its loss and what its loss needs.
-
-    Attributes:
-        name, summary: the preset's name and one line about it.
-        supervisory, learned: build the kernels from the options (``None`` for ``build``).
-        form: ``pair``, ``symmetric`` or ``single`` (:mod:`rkdo.neighbourhood`).
-        debias: the default uniform leak of the target.
-        recursive: in-step RKDO recursion by default.
-        needs: per-sample facts the loss takes besides the embeddings (``labels``, ``inputs``,
-            ``views``: both views' images, for a loss that runs its own teacher network).
-        options: the keyword options :func:`get` accepts (kernel options, ``dim``).
-        temporal: the temporal teacher's supervisory kind (``augmentation`` or ``labels``);
-            ``None`` when the method has no temporal form.
-        build: the loss of a method that is not a kernel pair, from ``(options,
-            gather_distributed)``; such a method is never recursive, debiased or re-formed.
-        outside: for those, what they are instead (``"is an outside baseline"``, ``"has its
-            own teacher"``), as error messages say it; empty for the kernel pairs.
-    """
-
-    name: str
-    summary: str
-    supervisory: Callable[[dict[str, Any]], Kernel] | None = None
-    learned: Callable[[dict[str, Any]], LearnedKernel] | None = None
-    form: str = "pair"
-    debias: float = 0.0
-    recursive: bool = False
-    needs: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-    temporal: str | None = None
-    build: Callable[[dict[str, Any], bool], nn.Module] | None = None
-    outside: str = ""
+__all__ = ["Method", "METHODS", "names", "get", "describe", "SUPERVISORY", "LEARNED", "OUTSIDE"]
 
 
 def _augmentation(_: dict[str, Any]) -> Kernel:
@@ -145,64 +92,20 @@ def _ema_teacher(o: dict[str, Any], _: bool) -> nn.Module:
     return EMATeacherLoss(o.get("alpha", 0.5), o.get("momentum", 0.99), o.get("temperature", 0.5))
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("simclr", "SimCLR's NT-Xent: augmentation pairs vs cosine softmax, 2B views",
-               _augmentation, _cosine, form="symmetric", options=("temperature",),
-               temporal="augmentation"),
-        Method("icon", "the reference notebooks' I-Con baseline: pair form, debias 0.2",
-               _augmentation, _cosine, debias=0.2, options=("temperature",),
-               temporal="augmentation"),
-        Method("rkdo", "the reference notebooks' RKDO: the pair form made recursive (depth 3)",
-               _augmentation, _cosine, recursive=True, options=("temperature",),
-               temporal="augmentation"),
-        Method("supcon", "SupCon: same-label targets vs cosine softmax",
-               _labels, _cosine, needs=("labels",), options=("temperature",),
-               temporal="labels"),
-        Method("sne", "SNE: perplexity-calibrated Gaussian on inputs vs Gaussian on embeddings",
-               _gaussian_input, _gaussian_embedding, form="single", needs=("inputs",),
-               options=("perplexity", "temperature")),
-        Method("tsne", "t-SNE (conditional): Gaussian on inputs vs Student-t on embeddings",
-               _gaussian_input, _student_t, form="single", needs=("inputs",),
-               options=("perplexity", "dof", "temperature")),
-        Method("cluster", "I-Con contrastive clustering: augmentation pairs vs cluster kernel",
-               _augmentation, _cluster, options=("n_clusters", "dim", "temperature")),
-        Method("kmeans", "I-Con k-means: Gaussian on inputs vs cluster kernel",
-               _gaussian_input, _cluster, form="single", needs=("inputs",),
-               options=("perplexity", "n_clusters", "dim", "temperature")),
-        Method("lightly-ntxent", "lightly's NTXentLoss, an outside baseline (rkdo[baselines])",
-               options=("temperature",), build=_lightly, outside="is an outside baseline"),
-        # the label-noise study's losses with their own teacher (they take labels)
-        Method("ce", "cross-entropy of a linear classifier head on the embeddings",
-               needs=("labels",), options=("dim", "temperature"), build=_classifier(None),
-               outside="has its own teacher"),
-        Method("ce-bootstrap-soft", "Reed et al.'s soft bootstrapping: target mixes the label "
-               "and the head's prediction (alpha its weight)", needs=("labels",),
-               options=("dim", "alpha", "temperature"), build=_classifier("soft"),
-               outside="has its own teacher"),
-        Method("ce-bootstrap-hard", "Reed et al.'s hard bootstrapping: target mixes the label "
-               "and the head's argmax (alpha its weight)", needs=("labels",),
-               options=("dim", "alpha", "temperature"), build=_classifier("hard"),
-               outside="has its own teacher"),
-        Method("supcon-ema", "SupCon with an EMA teacher network (alpha the teacher's weight)",
-               needs=("labels", "views"), options=("alpha", "momentum", "temperature"),
-               build=_ema_teacher, outside="has its own teacher"),
-    )
-}
+SUPERVISORY: dict[str, Callable[[dict[str, Any]], Kernel]] = {
+    "augmentation": _augmentation, "labels": _labels, "gaussian-input": _gaussian_input}
+"""The supervisory kernel of each name a table entry's ``supervisory`` may give."""
+LEARNED: dict[str, Callable[[dict[str, Any]], LearnedKernel]] = {
+    "cosine": _cosine, "gaussian-embedding": _gaussian_embedding, "student-t": _student_t,
+    "cluster": _cluster}
+"""The learned kernel of each name a table entry's ``learned`` may give."""
+OUTSIDE: dict[str, Callable[[dict[str, Any], bool], nn.Module]] = {
+    "lightly-ntxent": _lightly, "ce": _classifier(None),
+    "ce-bootstrap-soft": _classifier("soft"), "ce-bootstrap-hard": _classifier("hard"),
+    "supcon-ema": _ema_teacher}
+"""The loss of each method that is not a kernel pair, from ``(options, gather_distributed)``."""
 
 _RECURSION_OPTIONS = ("alpha", "depth", "beta", "detach_teacher")
-
-
-def names() -> list[str]:
-    """All preset names."""
-    return list(METHODS)
-
-
-def describe() -> str:
-    """A one-line-per-method summary (used by ``rkdo --help``)."""
-    width = max(len(name) for name in METHODS)
-    return "\n".join(f"{m.name:{width}s} {m.summary}" for m in METHODS.values())
 
 
 def get(
@@ -234,7 +137,7 @@ def get(
     except KeyError:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
     recursive = method.recursive if recursive is None else recursive
-    if method.build is not None:
+    if method.outside:
         return _outside(method, options, recursive, debias, form, gather_distributed)
     allowed = set(method.options) | {"dim"} | (set(_RECURSION_OPTIONS) if recursive else set())
     unknown = sorted(set(options) - allowed)
@@ -245,8 +148,8 @@ def get(
         )
     kernel_options = {k: v for k, v in options.items() if k not in _RECURSION_OPTIONS}
     assert method.supervisory is not None and method.learned is not None
-    supervisory = method.supervisory(kernel_options)
-    learned = method.learned(kernel_options)
+    supervisory = SUPERVISORY[method.supervisory](kernel_options)
+    learned = LEARNED[method.learned](kernel_options)
     common = dict(
         supervisory=supervisory,
         learned=learned,
@@ -271,5 +174,4 @@ def _outside(method: Method, options: dict[str, Any], recursive: bool, debias: f
         raise ValueError(
             f"method {method.name!r} {method.outside}, not a kernel pair: it takes only "
             f"{', '.join(method.options)} (drop {', '.join(changed + unknown)})")
-    assert method.build is not None
-    return method.build(options, gather_distributed)
+    return OUTSIDE[method.name](options, gather_distributed)

@@ -47,7 +47,7 @@ class _Given(argparse.Action):
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`~rkdo.training.TrainConfig` field, in argument groups."""
-    from rkdo.training import GROUPS, TrainConfig
+    from rkdo.training.config import GROUPS, TrainConfig
 
     groups = {name: parser.add_argument_group(f"{name} options") for name in GROUPS}
     defaults = TrainConfig()
@@ -270,7 +270,7 @@ def _add_demo(sub: Any) -> None:
 
 
 def _add_train(sub: Any) -> None:
-    from rkdo import methods
+    from rkdo.method_table import describe
     from rkdo.training.recipes import RECIPES
 
     train = sub.add_parser(
@@ -279,7 +279,7 @@ def _add_train(sub: Any) -> None:
                     "config.json, metrics.jsonl, checkpoint.pt and eval.json to --out. "
                     "Data parallel: torchrun --nproc_per_node N -m rkdo train ...",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="methods:\n" + methods.describe(),
+        epilog="methods:\n" + describe(),
     )
     train.add_argument("--out", help="run directory to create")
     train.add_argument("--resume", metavar="DIR",
@@ -305,7 +305,7 @@ def _add_train(sub: Any) -> None:
 
 
 def _add_eval(sub: Any) -> None:
-    from rkdo.evaluation import PROTOCOLS
+    from rkdo.evaluation.names import PROTOCOLS
 
     evaluate = sub.add_parser(
         "eval", help=HELP["eval"],

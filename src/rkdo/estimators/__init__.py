@@ -5,14 +5,15 @@
 - :class:`KernelClustering`: soft assignments fitted to a neighbour graph with I-Con's
   clustering kernel, debiased, optionally with a recursive sharpened target.
 
-The two load on first use (PEP 562), so that ``rkdo embed --help`` can read the defaults
-declared in :mod:`._embedding_defaults` without loading torch or scikit-learn.
+The two load on first use (PEP 562, :mod:`rkdo._lazy`), so that ``rkdo embed --help`` can read
+the defaults declared in :mod:`._embedding_defaults` without loading torch or scikit-learn.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rkdo._lazy import lazy_face
 
 if TYPE_CHECKING:
     from rkdo.estimators.clustering import KernelClustering
@@ -20,16 +21,5 @@ if TYPE_CHECKING:
 
 __all__ = ["NeighbourEmbedding", "KernelClustering"]
 
-_HOMES = {"NeighbourEmbedding": "rkdo.estimators.embedding",
-          "KernelClustering": "rkdo.estimators.clustering"}
-
-
-def __getattr__(name: str) -> Any:
-    """An estimator class, its module imported on first use."""
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'rkdo.estimators' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_face(__name__, {"NeighbourEmbedding": "rkdo.estimators.embedding",
+                                            "KernelClustering": "rkdo.estimators.clustering"})

@@ -4,12 +4,12 @@ The features and the held-out I-Con loss they are computed from are :mod:`.froze
 (:func:`~rkdo.evaluation.frozen.extract_features`,
 :func:`~rkdo.evaluation.frozen.heldout_icon_loss`, also exported here).
 
-Two protocols (:data:`PROTOCOLS`): ``"full"`` evaluates on the whole official test split (train
-split as probe / k-NN reference) and reports :data:`FULL_METRICS`; ``"paper"`` reproduces the
-reference notebooks' evaluation on ~700 test images (projection embeddings, logistic regression
-on an 80/20 split of them, k-means NMI/ARI, 5-NN same-label share) and reports
-:data:`PAPER_METRICS`, whose spread from the choice of images alone is about as large as the
-differences it was used to report. ``"both"`` runs the two.
+Two protocols (:data:`PROTOCOLS`, named in :mod:`.names` with the metric keys): ``"full"``
+evaluates on the whole official test split (train split as probe / k-NN reference) and reports
+:data:`FULL_METRICS`; ``"paper"`` reproduces the reference notebooks' evaluation on ~700 test
+images (projection embeddings, logistic regression on an 80/20 split of them, k-means NMI/ARI,
+5-NN same-label share) and reports :data:`PAPER_METRICS`, whose spread from the choice of images
+alone is about as large as the differences it was used to report. ``"both"`` runs the two.
 
 On small or custom datasets the fixed sizes (k = 200, a held-out batch of 64, ...) adapt and
 the values used are reported (:mod:`.plan`); what cannot adapt is refused before any work.
@@ -34,6 +34,7 @@ from rkdo.evaluation.metrics import (
     linear_probe,
     neighbourhood_accuracy,
 )
+from rkdo.evaluation.names import FULL_METRICS, PAPER_METRICS, PROTOCOLS
 from rkdo.evaluation.plan import EvalPlan, plan_evaluation
 
 __all__ = [
@@ -47,21 +48,6 @@ __all__ = [
     "paper_protocol",
     "evaluate",
 ]
-
-# The one list of protocols and of the keys each reports; other layers import these from
-# rkdo.evaluation rather than retyping them.
-PROTOCOLS = ("full", "paper", "both")
-FULL_METRICS = (
-    "linear_probe",
-    "knn_acc_200",
-    "knn_acc_20",
-    "nmi",
-    "ari",
-    "cluster_acc",
-    "neighbourhood_acc_5",
-    "heldout_icon_loss",
-)
-PAPER_METRICS = ("paper_linear_probe", "paper_nmi", "paper_ari", "paper_neighbourhood_acc_5")
 
 # the stages each protocol goes through, in order (what the progress bar names)
 FULL_STAGES = ("train features", "test features", "k-NN", "k-means", "linear probe",

@@ -23,12 +23,11 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rkdo import methods
-from rkdo.evaluation import PROTOCOLS
+from rkdo.evaluation.names import PROTOCOLS
 from rkdo.fields import MIN_POINTS
+from rkdo.method_table import METHODS, Method
 from rkdo.schedules import ALPHA_SCHEDULES
-from rkdo.vision import data as data_module
-from rkdo.vision import models, noise
+from rkdo.vision.catalogue import ENCODERS, NOISE_KINDS, default_image_size
 
 __all__ = [
     "GROUPS",
@@ -46,8 +45,8 @@ SCHEDULES = ("none", "cosine", "warmup-cosine")
 VIEWS_FORWARD = ("joint", "separate")
 PRECISIONS = ("fp32", "bf16")
 EVAL_PROTOCOLS = (*PROTOCOLS, "noisy", "none")
-METHOD_CHOICES: tuple[str, ...] = tuple(methods.METHODS)
-"""``--method``'s choices: every entry of the registry :data:`rkdo.methods.METHODS`."""
+METHOD_CHOICES: tuple[str, ...] = tuple(METHODS)
+"""``--method``'s choices: every entry of the registry :data:`rkdo.method_table.METHODS`."""
 RECURSIONS = ("auto", "none", "in-step", "temporal", "temporal+in-step")
 
 
@@ -104,7 +103,7 @@ class TrainConfig:
     label_noise_kind: str = _option(
         "symmetric", "data",
         "symmetric (a uniformly drawn other class) or asymmetric (fashion-mnist's class pairs "
-        "T-shirt/shirt, pullover/coat, sneaker/boot)", choices=noise.KINDS)
+        "T-shirt/shirt, pullover/coat, sneaker/boot)", choices=NOISE_KINDS)
     crop_scale: float = _option(
         0.2, "data", "smallest area fraction of the random resized crop, in (0, 1]")
     jitter: float = _option(
@@ -117,7 +116,7 @@ class TrainConfig:
     encoder: str = _option(
         "small-cnn", "model",
         "resnet18 (ImageNet stem, the paper's), resnet18-cifar (3x3 stem, no max-pool) or "
-        "small-cnn (fast on a CPU)", choices=models.ENCODERS)
+        "small-cnn (fast on a CPU)", choices=ENCODERS)
     width: int = _option(
         16, "model", "small-cnn: channels of its first block (doubled in each of the next two, "
         "8 x width features); the other encoders ignore it", at_least=1)
@@ -242,16 +241,16 @@ class TrainConfig:
         """The recursion actually used: ``auto`` is the method's own (in-step for ``rkdo``)."""
         if self.recursion != "auto":
             return self.recursion
-        method = methods.METHODS.get(self.method)
+        method = METHODS.get(self.method)
         return "in-step" if method is not None and method.recursive else "none"
 
     def resolved_image_size(self) -> int:
         """The training resolution: ``image_size``, or the dataset's own (8 px digits, ...)."""
-        return self.image_size or data_module.default_image_size(self.dataset)
+        return self.image_size or default_image_size(self.dataset)
 
-    def method_entry(self) -> methods.Method:
-        """The registry entry of ``method`` (:data:`rkdo.methods.METHODS`)."""
-        return methods.METHODS[self.method]
+    def method_entry(self) -> Method:
+        """The registry entry of ``method`` (:data:`rkdo.method_table.METHODS`)."""
+        return METHODS[self.method]
 
 
 EXECUTION_FIELDS: tuple[str, ...] = tuple(

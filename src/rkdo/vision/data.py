@@ -28,15 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
+from rkdo.vision.catalogue import (
+    DATASETS,
+    IMAGEFOLDER_PREFIX,
+    dataset_kind,
+    default_image_size,
+)
 from rkdo.vision.idx import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_SYSTEM_ROOT,
     load_fashion_mnist,
     read_idx,
 )
-from rkdo.vision.imagefolder import DEFAULT_HOLDOUT_FRACTION, IMAGEFOLDER_SIZE, load_imagefolder
+from rkdo.vision.imagefolder import DEFAULT_HOLDOUT_FRACTION, load_imagefolder
 from rkdo.vision.splits import DataError, DatasetSplits, ImageData, as_image_data, default_root
-from rkdo.vision.torchvision_sets import STL10_SIZE, load_cifar, load_stl10, resize_uint8
+from rkdo.vision.torchvision_sets import load_cifar, load_stl10, resize_uint8
 
 __all__ = [
     "DATASETS",
@@ -52,27 +58,6 @@ __all__ = [
     "read_idx",
     "resize_uint8",
 ]
-
-DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "cifar10", "cifar100", "stl10")
-"""Named datasets; ``"imagefolder:PATH"`` is accepted as well."""
-
-IMAGEFOLDER_PREFIX = "imagefolder:"
-_IMAGE_SIZES = {"digits": 8, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32,
-                "stl10": STL10_SIZE}
-
-
-def _check_name(name: str) -> str:
-    if name in DATASETS:
-        return name
-    if name.startswith(IMAGEFOLDER_PREFIX) and len(name) > len(IMAGEFOLDER_PREFIX):
-        return IMAGEFOLDER_PREFIX
-    raise ValueError(f"dataset must be one of {DATASETS} or 'imagefolder:PATH', got {name!r}")
-
-
-def default_image_size(name: str) -> int:
-    """Side length of the images :func:`load` returns for dataset ``name``."""
-    kind = _check_name(name)
-    return IMAGEFOLDER_SIZE if kind == IMAGEFOLDER_PREFIX else _IMAGE_SIZES[kind]
 
 
 def load(
@@ -99,7 +84,7 @@ def load(
     Raises:
         DataError: files missing or unreadable.
     """
-    kind = _check_name(name)
+    kind = dataset_kind(name)
     if kind == IMAGEFOLDER_PREFIX:
         path = Path(name[len(IMAGEFOLDER_PREFIX) :]).expanduser()
         return load_imagefolder(name, path, holdout_fraction)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from rkdo._validation import check_unit_interval
+from rkdo.vision.catalogue import IMAGEFOLDER_SIZE
 from rkdo.vision.splits import DataError, DatasetSplits, ImageData
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "stratified_holdout",
 ]
 
-IMAGEFOLDER_SIZE = 64
 DEFAULT_HOLDOUT_FRACTION = 0.2
 HOLDOUT_SEED = 0
 HELD_OUT_NAMES = ("test", "val")

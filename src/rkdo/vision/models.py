@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rkdo._validation import check_int
+from rkdo.vision.catalogue import ENCODERS
 
 __all__ = [
     "ENCODERS",
@@ -38,8 +39,6 @@ __all__ = [
     "build_model",
     "min_image_size",
 ]
-
-ENCODERS: tuple[str, ...] = ("resnet18", "resnet18-cifar", "small-cnn")
 
 # The smallest input side for which every stage still sees at least one pixel without the
 # stride-2 stages collapsing a 1x1 map again (ImageNet stem: /32, CIFAR stem: /8, small CNN: /4).

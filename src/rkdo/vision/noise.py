@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["KINDS", "FASHION_PAIRS", "corrupt_labels", "noise_pairs", "stratified_subset",
-           "transition_matrix"]
+from rkdo.vision.catalogue import NOISE_KINDS
 
-KINDS = ("symmetric", "asymmetric")
+__all__ = ["FASHION_PAIRS", "corrupt_labels", "noise_pairs", "stratified_subset",
+           "transition_matrix"]
 
 FASHION_PAIRS: tuple[tuple[int, int], ...] = ((0, 6), (2, 4), (7, 9))
 """Fashion-MNIST classes flipped into each other: T-shirt/top (0) <-> Shirt (6), Pullover (2)
@@ -56,8 +56,9 @@ def corrupt_labels(labels: Tensor, rate: float, kind: str = "symmetric", *, seed
         num_classes: C (default: ``labels.max() + 1``).
         pairs: the asymmetric flip pairs.
     """
-    if kind not in KINDS:
-        raise ValueError(f"label noise kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"label noise kind must be one of {', '.join(NOISE_KINDS)}, got "
+                         f"{kind!r}")
     if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"label noise rate must lie in [0, 1), got {rate!r}")
     labels = torch.as_tensor(labels, dtype=torch.long)

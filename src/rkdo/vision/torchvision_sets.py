@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rkdo.vision.catalogue import STL10_SIZE
 from rkdo.vision.splits import DataError, DatasetSplits, ImageData, default_root
 
 __all__ = ["STL10_SIZE", "load_cifar", "load_stl10", "resize_uint8", "torchvision_download"]
-
-STL10_SIZE = 64
 
 
 def torchvision_class(name: str):
