@@ -70,6 +70,10 @@ def ablation_rows() -> dict[str, dict]:
         rows["no shared-neighbour weights"] = {"shared_neighbors": False}
         if d["shared_neighbors"] is not True and float(d["shared_neighbors"]) != 1.0:
             rows["shared-neighbour weights S^1 (shared_neighbors=1)"] = {"shared_neighbors": 1.0}
+        if d["shared_neighbors"] is not True and float(d["shared_neighbors"]) != 2.0:
+            rows["shared-neighbour weights S^2 (shared_neighbors=2)"] = {"shared_neighbors": 2.0}
+    if d["n_neighbors"] == "auto":
+        rows["fixed k = 10 (n_neighbors=10, not ceil(log2 n))"] = {"n_neighbors": 10}
     if d["hidden_layer_sizes"]:
         rows["linear assignment (no MLP)"] = {"hidden_layer_sizes": ()}
     if d["n_components"] is not None:

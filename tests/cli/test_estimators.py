@@ -169,6 +169,21 @@ def test_values_outside_the_help_are_refused(points, capsys, argv, message: str)
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value, message", [
+    ("many", "--n-neighbors: 'many' is not an integer or 'auto'"),
+    ("0", "--n-neighbors: must be an integer >= 1, got 0"),
+])
+def test_cluster_neighbours_are_a_count_or_auto(points, capsys, value, message: str) -> None:
+    folder, _ = points
+    with pytest.raises(SystemExit) as stop:
+        main(["cluster", str(folder / "x.npy"), "--out", str(folder / "o.npy"),
+              "--n-neighbors", value])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    code, _ = _main(["cluster", str(folder / "x.npy"), "--out", str(folder / "o.npy"),
+                     "--n-neighbors", "auto", "--n-clusters", "2"], capsys)
+    assert code == 0
+
+
 @pytest.mark.parametrize("factor", [1e200, 1e-200])
 def test_extreme_scales_embed_and_cluster(points, tmp_path, capsys, factor: float) -> None:
     """x 1e200 gave a raw FloatingPointError blaming learning_rate; x 1e-200 collapsed."""

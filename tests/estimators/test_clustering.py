@@ -190,3 +190,21 @@ def test_n_init_auto_is_one_restart_from_the_spectral_start(blobs, init, restart
     assert auto.objective_ == fixed.objective_
     np.testing.assert_array_equal(auto.labels_, fixed.labels_)
     assert other.objective_ <= auto.objective_
+
+
+@pytest.mark.parametrize("n, k", [(2, 1), (3, 2), (6, 3), (300, 9), (1797, 11), (70_000, 17)])
+def test_auto_neighbours_is_ceil_log2_n(n, k) -> None:
+    """``n_neighbors="auto"`` is ``ceil(log2 n)``, counted by doubling (no float rounding)."""
+    expected = 0
+    while 2 ** expected < n:
+        expected += 1
+    assert expected == k
+    if n > 300:  # the rule alone; the fits below keep the test fast
+        return
+    x = np.random.RandomState(0).normal(size=(n, 3))
+    model = KernelClustering(n_clusters=min(2, n), max_iter=2, hidden_layer_sizes=(4,),
+                             random_state=0).fit(x)
+    assert model.n_neighbors == "auto" and model.n_neighbors_ == k
+    assert KernelClustering(n_clusters=2, n_neighbors=4, max_iter=2, hidden_layer_sizes=(4,),
+                            random_state=0).fit(x[:6] if n >= 6 else np.r_[x, x + 1, x + 2]
+                                                ).n_neighbors_ == 4

@@ -175,12 +175,15 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 
 # -- argument types: each refuses what the help text rules out --------------------------------
 
-def _integer(low: int):
-    def parse(text: str) -> int:
+def _integer(low: int, *, auto: bool = False):
+    def parse(text: str) -> int | str:
+        if auto and text == "auto":
+            return text
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            what = "an integer or 'auto'" if auto else "an integer"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
         return value
@@ -283,9 +286,10 @@ def _add_cluster(subparsers: argparse._SubParsersAction) -> None:
                          help="number of clusters")
     cluster.add_argument("--affinity", choices=AFFINITIES, default=clustering["affinity"],
                          help="neighbour graph: knn (uniform) or gaussian (perplexity)")
-    cluster.add_argument("--n-neighbors", type=_integer(1), default=clustering["n_neighbors"],
-                         help="neighbours per point (at most n - 1; larger values are "
-                              "lowered with a warning)")
+    cluster.add_argument("--n-neighbors", type=_integer(1, auto=True),
+                         default=clustering["n_neighbors"],
+                         help="neighbours per point, or auto: ceil(log2 n) (at most n - 1; "
+                              "larger values are lowered with a warning)")
     cluster.add_argument("--debias-p", type=_real(0.0, 1.0, high_open=True),
                          default=clustering["debias_p"],
                          help="uniform leak of the neighbour graph, in [0, 1)")

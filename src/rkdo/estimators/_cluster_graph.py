@@ -39,6 +39,8 @@ __all__ = ["SupervisoryGraph"]
 class SupervisoryGraph:
     """``P1`` as CSR tensors (``indptr``, ``indices``, row-cumulative weights) and its walks."""
 
+    n_neighbors: int | None = None  # the k of the k-NN graph, when built by :meth:`build`
+
     def __init__(self, matrix: sp.csr_matrix, walk_length: int) -> None:
         matrix = sp.csr_matrix(matrix, dtype=np.float64)
         matrix.setdiag(0.0)
@@ -81,7 +83,9 @@ class SupervisoryGraph:
             member = sp.csr_matrix((np.ones(n * k), (rows, indices.ravel())), shape=(n, n))
             member = member + sp.identity(n, format="csr")
             symmetric = symmetric.multiply((member @ member.T).power(float(shared)))
-        return cls(symmetric, walk_length)
+        graph = cls(symmetric, walk_length)
+        graph.n_neighbors = k
+        return graph
 
     def spectral(self, n_components: int, random_state: int) -> np.ndarray:
         """``(n, n_components)`` leading eigenvectors of ``D^-1/2 W D^-1/2`` mapped back by

@@ -83,7 +83,9 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         n_components: PCA dimensions the estimator reduces the inputs to (``None``: none).
         hidden_layer_sizes: hidden widths of the assignment MLP (``()``: a linear softmax).
         affinity, n_neighbors, perplexity: the k-NN graph, ``"knn"`` (uniform over the
-            ``n_neighbors`` nearest) or ``"gaussian"`` (calibrated to ``perplexity``).
+            ``n_neighbors`` nearest) or ``"gaussian"`` (calibrated to ``perplexity``);
+            ``n_neighbors="auto"`` is ``ceil(log2 n)``: k of order ``log n``, as von Luxburg
+            (2007, section 8.1) advises for the k-NN graphs of spectral clustering.
         walk_length: ``L``, the longest walk of the propagation (1: the plain k-NN graph).
         debias_p, debias_q: uniform leaks ``a``, ``b`` in [0, 1).
         shared_neighbors: exponent ``s`` of the shared-neighbour edge weights ``S^s``
@@ -102,7 +104,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         random_state, device, verbose: seed, torch device, progress bar.
 
     Attributes: ``labels_``, ``cluster_centers_`` (responsibility-weighted input means, in the
-    input dtype), ``objective_`` (final static loss ``L`` of the kept restart), ``loss_curve_``
+    input dtype), ``n_neighbors_`` (the k of the graph, after ``"auto"`` and clipping), ``objective_`` (final static loss ``L`` of the kept restart), ``loss_curve_``
     (mean minibatch loss per epoch), ``n_iter_`` (epochs run), ``model_``, ``pca_``.
     """
 
@@ -119,7 +121,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         "n_components": _optional_int("n_components"),
         "hidden_layer_sizes": _hidden,
         "affinity": lambda v: check_choice("affinity", v, AFFINITIES),
-        "n_neighbors": lambda v: check_int("n_neighbors", v, low=1),
+        "n_neighbors": lambda v: v if v == "auto" else check_int("n_neighbors", v, low=1),
         "perplexity": lambda v: check_positive("perplexity", v),
         "walk_length": lambda v: check_int("walk_length", v, low=1),
         "shared_neighbors": lambda v: (v if isinstance(v, bool)
@@ -141,8 +143,8 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
 
     def __init__(self, n_clusters: int = 10, *, n_components: int | None = 50,
                  hidden_layer_sizes: tuple[int, ...] = (256,), affinity: str = "knn",
-                 n_neighbors: int = 10, perplexity: float = 30.0, walk_length: int = 2,
-                 shared_neighbors: bool | float = 2.0, init: str = "spectral",
+                 n_neighbors: int | str = "auto", perplexity: float = 30.0,
+                 walk_length: int = 2, shared_neighbors: bool | float = 3.0, init: str = "spectral",
                  debias_p: float = 0.0, debias_q: float = 0.0, ema: float = 0.9,
                  alpha: float = 0.0, batch_size: int = 4096, max_iter: int = 50,
                  tol: float = 1e-3, learning_rate: float = 1e-2, n_init: int | str = 1,
@@ -217,8 +219,10 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     def _graph(self, reduced) -> SupervisoryGraph:
         # distances do not see the centring, so sparse rows need none
         points = reduced * self.inverse_scale_ if sp.issparse(reduced) else reduced
-        return SupervisoryGraph.build(points, affinity=self.affinity,
-                                      n_neighbors=self.n_neighbors, perplexity=self.perplexity,
+        n = points.shape[0]
+        k = max(1, math.ceil(math.log2(n))) if self.n_neighbors == "auto" else self.n_neighbors
+        return SupervisoryGraph.build(points, affinity=self.affinity, n_neighbors=k,
+                                      perplexity=self.perplexity,
                                       walk_length=self.walk_length,
                                       shared=self.shared_neighbors, random_state=self._seed)
 
@@ -321,6 +325,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         self._seed = int(rng.randint(2**31 - 1))
         reduced = self._reduce(x, fit=True)
         graph = self._graph(reduced)
+        self.n_neighbors_ = graph.n_neighbors
         embedding = None
         if self.init == "spectral":
             embedding = graph.spectral(self.n_clusters, self._seed)

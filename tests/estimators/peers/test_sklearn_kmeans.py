@@ -232,7 +232,7 @@ def test_n_neighbors_clipped_warns() -> None:
     graph; silence here would hide a graph without information)."""
     x = np.random.RandomState(0).normal(size=(6, 2))
     with pytest.warns(UserWarning, match="n_neighbors = 10 exceeds n_samples - 1 = 5"):
-        _model(n_clusters=2).fit(x)
+        _model(n_clusters=2, n_neighbors=10).fit(x)
 
 
 def test_weighted_vs_repeated() -> None:
