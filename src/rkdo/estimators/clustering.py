@@ -104,8 +104,9 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         random_state, device, verbose: seed, torch device, progress bar.
 
     Attributes: ``labels_``, ``cluster_centers_`` (responsibility-weighted input means, in the
-    input dtype), ``n_neighbors_`` (the k of the graph, after ``"auto"`` and clipping), ``objective_`` (final static loss ``L`` of the kept restart), ``loss_curve_``
-    (mean minibatch loss per epoch), ``n_iter_`` (epochs run), ``model_``, ``pca_``.
+    input dtype), ``n_neighbors_`` (the k of the graph, after ``"auto"`` and clipping),
+    ``objective_`` (final static loss ``L`` of the kept restart), ``loss_curve_`` (mean
+    minibatch loss per epoch), ``n_iter_`` (epochs run), ``model_``, ``pca_``.
     """
 
     # scikit-learn's checks that cannot hold for a graph objective (tests/estimators read this)
