@@ -95,7 +95,7 @@ def test_the_command_list_loads_neither_torch_nor_sklearn(argv: list[str]) -> No
 
 
 #: commands whose ``--help`` reads declarations only (defaults, choices, help texts)
-LIGHT_HELP = ("demo", "train", "eval", "report", "profile", "viz", "embed")
+LIGHT_HELP = ("demo", "train", "eval", "bench", "report", "profile", "viz", "embed")
 
 
 @pytest.mark.parametrize("command", LIGHT_HELP)

@@ -189,13 +189,13 @@ def test_resume_applies_more_epochs_and_refuses_other_flags_by_name(
 def test_choices_come_from_the_registries(capsys: pytest.CaptureFixture[str],
                                           tmp_path: Path) -> None:
     from rkdo import methods
-    from rkdo.bench.executors import EXECUTORS
+    from rkdo.bench.executors import EXECUTORS, SUMMARIES
 
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for name, kind in EXECUTORS.items():
-        assert f"{name}: {kind.summary}" in text, name
+    for name in EXECUTORS:
+        assert f"{name}: {SUMMARIES[name]}" in text, name
     with pytest.raises(SystemExit):
         main(["bench", "g", "--out", "o", "--executor", "nope"])
     assert f"choose from {', '.join(map(repr, EXECUTORS))}" in capsys.readouterr().err

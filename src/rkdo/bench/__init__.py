@@ -10,33 +10,43 @@
     flops      FLOPs and time per training step
     paper      the paper's published numbers
     report/    report.md and figures from a store
+
+The names below load their module on first use (PEP 562, :mod:`rkdo._lazy`): ``rkdo bench
+--help`` reads the executors' names (:mod:`.executors.catalogue`) without loading torch.
 """
 
-from rkdo._io import LOCK_FILE
-from rkdo.bench.grid import (
-    FLOOR,
-    GRID_DIR,
-    PIXELS,
-    DatasetSpec,
-    Grid,
-    MethodSpec,
-    load_grid,
-    parse_grid,
-    shipped_grids,
-)
-from rkdo.bench.plan import Job, plan
-from rkdo.bench.runner import BenchSummary, run_grid, versions
-from rkdo.bench.store import (
-    GRID_FILE,
-    RESULTS_FILE,
-    RUNS_DIR,
-    STORE_FILE,
-    GridMismatchError,
-    Results,
-    is_done,
-    load_results,
-    read_results,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rkdo._lazy import lazy_face
+
+if TYPE_CHECKING:
+    from rkdo._io import LOCK_FILE
+    from rkdo.bench.grid import (
+        FLOOR,
+        GRID_DIR,
+        PIXELS,
+        DatasetSpec,
+        Grid,
+        MethodSpec,
+        load_grid,
+        parse_grid,
+        shipped_grids,
+    )
+    from rkdo.bench.plan import Job, plan
+    from rkdo.bench.runner import BenchSummary, run_grid, versions
+    from rkdo.bench.store import (
+        GRID_FILE,
+        RESULTS_FILE,
+        RUNS_DIR,
+        STORE_FILE,
+        GridMismatchError,
+        Results,
+        is_done,
+        load_results,
+        read_results,
+    )
 
 __all__ = [
     "FLOOR", "PIXELS", "GRID_DIR", "GRID_FILE", "LOCK_FILE", "RESULTS_FILE", "RUNS_DIR",
@@ -45,3 +55,14 @@ __all__ = [
     "is_done", "load_grid", "load_results", "parse_grid", "plan", "read_results", "run_grid",
     "shipped_grids", "versions",
 ]
+
+_HOMES = {
+    "LOCK_FILE": "rkdo._io",
+    **dict.fromkeys(("FLOOR", "GRID_DIR", "PIXELS", "DatasetSpec", "Grid", "MethodSpec",
+                     "load_grid", "parse_grid", "shipped_grids"), "rkdo.bench.grid"),
+    **dict.fromkeys(("Job", "plan"), "rkdo.bench.plan"),
+    **dict.fromkeys(("BenchSummary", "run_grid", "versions"), "rkdo.bench.runner"),
+    **dict.fromkeys(("GRID_FILE", "RESULTS_FILE", "RUNS_DIR", "STORE_FILE", "GridMismatchError",
+                     "Results", "is_done", "load_results", "read_results"), "rkdo.bench.store"),
+}
+lazy_face(__name__, _HOMES)

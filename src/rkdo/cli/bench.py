@@ -15,7 +15,7 @@ import json
 import shlex
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,41 +246,14 @@ def _add_bench(subparsers: Any) -> None:
     bench.set_defaults(func=_cmd_bench)
 
 
-def _executors() -> dict[str, Any]:
-    from rkdo.bench.executors import EXECUTORS
-
-    return EXECUTORS
-
-
-class _Executors:
-    """``--executor``'s choices: the registry's names, read (importing torch) only when the
-    option is given or ``--help`` shows them, so that other typos are reported at once."""
-
-    def __contains__(self, name: object) -> bool:
-        return name in _executors()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_executors())
-
-
-class _ExecutorHelp(argparse._StoreAction):
-    """``--executor``, whose help lists the registry's executors when ``--help`` shows it."""
-
-    @property  # type: ignore[override]
-    def help(self) -> str:
-        where = "; ".join(f"{name}: {kind.summary}" for name, kind in _executors().items())
-        return (f"where cells run ({where}). Default: process if --workers > 1, else local. "
-                "With ray/submitit, --workers cells are in flight")
-
-    @help.setter
-    def help(self, _: object) -> None:
-        return None  # the help is made from the registry
-
-
 def _add_executor_arguments(bench: argparse.ArgumentParser) -> None:
-    """``--executor`` (its choices from the registry) and what the executors ask for."""
-    bench.add_argument("--executor", default=None, choices=_Executors(), metavar="NAME",
-                       action=_ExecutorHelp)
+    """``--executor`` (its choices: the executors' names) and what the executors ask for."""
+    from rkdo.bench.executors.catalogue import SUMMARIES
+
+    where = "; ".join(f"{name}: {summary}" for name, summary in SUMMARIES.items())
+    bench.add_argument("--executor", default=None, choices=tuple(SUMMARIES), metavar="NAME",
+                       help=f"where cells run ({where}). Default: process if --workers > 1, "
+                            "else local. With ray/submitit, --workers cells are in flight")
     bench.add_argument("--cpus-per-job", type=int, default=None,
                        help="CPUs each cell asks of Ray/Slurm (default: the grid's "
                             "[resources], else --threads or 1)")

@@ -21,5 +21,5 @@ if TYPE_CHECKING:
 
 __all__ = ["NeighbourEmbedding", "KernelClustering"]
 
-__getattr__, __dir__ = lazy_face(__name__, {"NeighbourEmbedding": "rkdo.estimators.embedding",
-                                            "KernelClustering": "rkdo.estimators.clustering"})
+lazy_face(__name__, {"NeighbourEmbedding": "rkdo.estimators.embedding",
+                     "KernelClustering": "rkdo.estimators.clustering"})

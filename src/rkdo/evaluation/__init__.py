@@ -53,4 +53,4 @@ _HOMES = {
     **dict.fromkeys(("EvalPlan", "plan_evaluation"), "rkdo.evaluation.plan"),
     **dict.fromkeys(("evaluate", "paper_protocol"), "rkdo.evaluation.protocols"),
 }
-__getattr__, __dir__ = lazy_face(__name__, _HOMES)
+lazy_face(__name__, _HOMES)

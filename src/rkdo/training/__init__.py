@@ -62,4 +62,4 @@ _HOMES = {
                     "rkdo.training.rundir"),
     "train": "rkdo.training.trainer",
 }
-__getattr__, __dir__ = lazy_face(__name__, _HOMES)
+lazy_face(__name__, _HOMES)

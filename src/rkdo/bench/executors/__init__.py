@@ -15,40 +15,39 @@ An executor never writes the store; its workers write only their jobs' run direc
     ray       ``ray``: tasks on a Ray cluster (imports ray only when made)
     slurm     ``submitit``: Slurm jobs (imports submitit only when made)
     storage   what remote workers must see (shared paths), refused up front
+    catalogue the executors' names and one-line summaries (torch-free: ``rkdo bench --help``)
+    registry  :data:`EXECUTORS` (a class per name) and :func:`make_executor`
 
 To add one, subclass :class:`Executor` (or ``QueuedExecutor`` for a scheduler), implement
-``submit``, ``as_completed`` and ``describe`` (and ``close`` if it holds resources), and
-register it in :data:`EXECUTORS`; its name becomes a choice of ``run_grid(executor=...)`` and
-of ``rkdo bench --executor``.
+``submit``, ``as_completed`` and ``describe`` (and ``close`` if it holds resources), name it in
+:data:`~rkdo.bench.executors.catalogue.SUMMARIES` and register it in :data:`EXECUTORS`; its
+name becomes a choice of ``run_grid(executor=...)`` and of ``rkdo bench --executor``. The names
+below load their module on first use (:mod:`rkdo._lazy`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from rkdo._validation import check_choice, check_int
-from rkdo.bench.executors.base import Executor, MissingExtraError, Outcome, QueuedExecutor
-from rkdo.bench.executors.local import ProcessExecutor, SerialExecutor
-from rkdo.bench.executors.ray import RayExecutor
-from rkdo.bench.executors.slurm import SubmititExecutor
+from rkdo._lazy import lazy_face
+from rkdo.bench.executors.catalogue import SUMMARIES
+
+if TYPE_CHECKING:
+    from rkdo.bench.executors.base import Executor, MissingExtraError, Outcome, QueuedExecutor
+    from rkdo.bench.executors.local import ProcessExecutor, SerialExecutor
+    from rkdo.bench.executors.ray import RayExecutor
+    from rkdo.bench.executors.registry import EXECUTORS, make_executor
+    from rkdo.bench.executors.slurm import SubmititExecutor
 
 __all__ = ["Executor", "QueuedExecutor", "MissingExtraError", "Outcome", "SerialExecutor",
-           "ProcessExecutor", "RayExecutor", "SubmititExecutor", "EXECUTORS", "DEFAULT_EXECUTOR",
+           "ProcessExecutor", "RayExecutor", "SubmititExecutor", "EXECUTORS", "SUMMARIES",
            "make_executor"]
 
-EXECUTORS: dict[str, type[Executor]] = {"local": SerialExecutor, "process": ProcessExecutor,
-                                        "ray": RayExecutor, "submitit": SubmititExecutor}
-"""Executors by name: ``local`` (in this process), ``process`` (a local process pool), ``ray``
-(tasks on a Ray cluster, extra ``rkdo[ray]``), ``submitit`` (Slurm jobs, extra ``rkdo[slurm]``)."""
-
-
-def make_executor(name: str, out: Path, *, workers: int = 1, threads: int | None = None,
-                  **options: Any) -> Executor:
-    """The executor registered as ``name``, for the store at ``out``; ``options`` go to its
-    constructor (``resources``; Ray's ``address``; submitit's ``cluster``, ``parameters``)."""
-    check_choice("executor", name, tuple(EXECUTORS))
-    check_int("workers", workers, low=1)
-    if threads is not None:
-        check_int("threads", threads, low=1)
-    return EXECUTORS[name](out, workers=workers, threads=threads, **options)
+lazy_face(__name__, {
+    **dict.fromkeys(("Executor", "MissingExtraError", "Outcome", "QueuedExecutor"),
+                    "rkdo.bench.executors.base"),
+    **dict.fromkeys(("ProcessExecutor", "SerialExecutor"), "rkdo.bench.executors.local"),
+    "RayExecutor": "rkdo.bench.executors.ray",
+    "SubmititExecutor": "rkdo.bench.executors.slurm",
+    **dict.fromkeys(("EXECUTORS", "make_executor"), "rkdo.bench.executors.registry"),
+})

@@ -48,9 +48,6 @@ class Executor(abc.ABC):
         resources: per-cell requests that win over the grid's (``cpus``, ``gpus``, ...).
     """
 
-    summary = ""
-    """Where this executor runs cells, in a few words (``rkdo bench --help``)."""
-
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,
                  resources: dict[str, Any] | None = None) -> None:
         self.out = out

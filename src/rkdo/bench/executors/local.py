@@ -26,8 +26,6 @@ __all__ = ["SerialExecutor", "ProcessExecutor"]
 class SerialExecutor(Executor):
     """One job at a time, in this process (``workers`` is ignored)."""
 
-    summary = "this process, one cell at a time"
-
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,
                  resources: dict[str, Any] | None = None) -> None:
         super().__init__(out, workers=1, threads=threads, resources=resources)
@@ -70,7 +68,6 @@ class ProcessExecutor(Executor):
     worker died :attr:`attempts` times is recorded as an ``"error"`` and the grid goes on.
     """
 
-    summary = "a local pool of --workers processes"
     attempts = 2
 
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,

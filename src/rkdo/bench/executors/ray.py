@@ -51,7 +51,6 @@ class RayExecutor(QueuedExecutor):
     """
 
     where = "Ray"
-    summary = "Ray tasks, extra rkdo[ray]"
     poll_seconds = 0.0  # ray.wait itself waits
 
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,

@@ -52,8 +52,6 @@ class SubmititExecutor(QueuedExecutor):
         parameters: submitit parameters for every job (``{"slurm_partition": "gpu"}``).
     """
 
-    summary = "Slurm jobs, extra rkdo[slurm]"
-
     def __init__(self, out: Path, *, workers: int = 1, threads: int | None = None,
                  resources: dict[str, Any] | None = None, cluster: str | None = None,
                  parameters: dict[str, Any] | None = None) -> None:
