@@ -6,7 +6,8 @@
 ``DATA`` is a dataset name, a ``.npy`` or ``.csv`` file of one row per point, or a run
 directory (:mod:`rkdo.cli.features` reads it and scales it to unit magnitude). Every option's
 default is the estimator's own, read from where its signature reads it (``DEFAULTS`` of
-:mod:`rkdo.estimators._embedding_defaults`), never a copy. Outputs are checked for
+:mod:`rkdo.estimators._embedding_defaults` and :mod:`rkdo.estimators._cluster_defaults`), never
+a copy. Outputs are checked for
 writability before any computing; an interrupted command writes nothing; the estimators' warnings
 (a lowered perplexity or ``n_neighbors``) are printed as one line each.
 ``add_parser(subparsers)`` registers both commands on the ``rkdo`` parser.
@@ -275,10 +276,9 @@ def _add_embed(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_cluster(subparsers: argparse._SubParsersAction) -> None:
-    from rkdo.estimators import KernelClustering
-    from rkdo.estimators.clustering import AFFINITIES
+    from rkdo.estimators._cluster_defaults import AFFINITIES
+    from rkdo.estimators._cluster_defaults import DEFAULTS as clustering
 
-    clustering = KernelClustering().get_params()
     cluster = subparsers.add_parser("cluster", help=HELP["cluster"],
                                     description=_CLUSTER, formatter_class=_Formatter)
     _common(cluster, clustering, "cluster labels")

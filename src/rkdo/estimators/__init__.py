@@ -5,8 +5,9 @@
 - :class:`KernelClustering`: soft assignments fitted to a neighbour graph with I-Con's
   clustering kernel, debiased, optionally with a recursive sharpened target.
 
-The two load on first use (PEP 562, :mod:`rkdo._lazy`), so that ``rkdo embed --help`` can read
-the defaults declared in :mod:`._embedding_defaults` without loading torch or scikit-learn.
+The two load on first use (PEP 562, :mod:`rkdo._lazy`), so that ``rkdo embed --help`` and
+``rkdo cluster --help`` can read the defaults declared in :mod:`._embedding_defaults` and
+:mod:`._cluster_defaults` without loading torch or scikit-learn.
 """
 
 from __future__ import annotations

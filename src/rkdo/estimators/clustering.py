@@ -49,15 +49,14 @@ from sklearn.utils.validation import (
 from torch import Tensor, nn
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
+from rkdo.estimators._cluster_defaults import AFFINITIES, INITS
+from rkdo.estimators._cluster_defaults import DEFAULTS as _D
 from rkdo.estimators._cluster_graph import SupervisoryGraph
 from rkdo.estimators._cluster_loss import clustering_loss, same_cluster, static_objective
 from rkdo.estimators._cluster_train import optimise
 from rkdo.estimators._mlp import mlp
 
 __all__ = ["KernelClustering", "AFFINITIES", "INITS", "clustering_loss"]
-
-AFFINITIES = ("knn", "gaussian")
-INITS = ("spectral", "random")
 
 _CHUNK = 65536  # rows per forward pass outside training
 # cross-entropy steps that fit a random network to the spectral start: this many epochs, and
@@ -142,15 +141,19 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         "verbose": lambda v: v,
     }
 
-    def __init__(self, n_clusters: int = 10, *, n_components: int | None = 50,
-                 hidden_layer_sizes: tuple[int, ...] = (256,), affinity: str = "knn",
-                 n_neighbors: int | str = "auto", perplexity: float = 30.0,
-                 walk_length: int = 2, shared_neighbors: bool | float = 3.0, init: str = "spectral",
-                 debias_p: float = 0.0, debias_q: float = 0.0, ema: float = 0.9,
-                 alpha: float = 0.0, batch_size: int = 4096, max_iter: int = 50,
-                 tol: float = 1e-3, learning_rate: float = 1e-2, n_init: int | str = 1,
-                 random_state: int | None = None, device: str = "cpu",
-                 verbose: bool = False) -> None:
+    def __init__(self, n_clusters: int = _D["n_clusters"], *,
+                 n_components: int | None = _D["n_components"],
+                 hidden_layer_sizes: tuple[int, ...] = _D["hidden_layer_sizes"],
+                 affinity: str = _D["affinity"], n_neighbors: int | str = _D["n_neighbors"],
+                 perplexity: float = _D["perplexity"], walk_length: int = _D["walk_length"],
+                 shared_neighbors: bool | float = _D["shared_neighbors"],
+                 init: str = _D["init"], debias_p: float = _D["debias_p"],
+                 debias_q: float = _D["debias_q"], ema: float = _D["ema"],
+                 alpha: float = _D["alpha"], batch_size: int = _D["batch_size"],
+                 max_iter: int = _D["max_iter"], tol: float = _D["tol"],
+                 learning_rate: float = _D["learning_rate"], n_init: int | str = _D["n_init"],
+                 random_state: int | None = _D["random_state"], device: str = _D["device"],
+                 verbose: bool = _D["verbose"]) -> None:
         self.n_clusters = n_clusters
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
