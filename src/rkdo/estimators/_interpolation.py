@@ -170,8 +170,11 @@ def repulsion(y: Tensor, *, dof: float = 1.0, points: int = 3, min_boxes: int = 
         return _exact(y, dof)
     if y.device.type == "cpu":  # numpy's reductions: no thread handshake
         values = y.detach().numpy()
-        low = torch.from_numpy(values.min(axis=0))
-        span = float((values.max(axis=0) - values.min(axis=0)).max()) * (1.0 + 1e-6) + 1e-12
+        # per coordinate, on a contiguous copy: numpy's axis-0 min of an (n, 2) array took
+        # ~3.7 ms at 70,000 points, the copy and the row-wise min ~0.1 ms (same values: exact)
+        columns = np.ascontiguousarray(values.T)
+        low_values = columns.min(axis=1)
+        span = float((columns.max(axis=1) - low_values).max()) * (1.0 + 1e-6) + 1e-12
     else:
         low = y.min(dim=0).values
         span = float((y.max(dim=0).values - low).max()) * (1.0 + 1e-6) + 1e-12
@@ -179,7 +182,7 @@ def repulsion(y: Tensor, *, dof: float = 1.0, points: int = 3, min_boxes: int = 
     m = boxes * points
     spectra = _kernel_spectra(m, spacing, float(dof), y.dtype, y.device)
     if y.device.type == "cpu":
-        r, z = _numpy_sums(values, values.min(axis=0), spacing, boxes, points, spectra.numpy())
+        r, z = _numpy_sums(values, low_values, spacing, boxes, points, spectra.numpy())
         return torch.from_numpy(r), torch.tensor(z, dtype=y.dtype)
     scaled = (y - low) / spacing
     box = (scaled / points).floor().clamp_(0, boxes - 1)
