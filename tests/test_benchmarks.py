@@ -89,3 +89,22 @@ def test_clustering_store_resumes_without_recomputing(tmp_path: Path) -> None:
     module.cached(module.Store(str(path)), module.Store.key("toy", "row", 0, "v2"), method, x,
                   labels, 0)
     assert calls == [0, 0]
+
+
+def test_clustering_held_out_sets_are_standardised_and_labelled() -> None:
+    """The held-out tabular sets of ``benchmarks/clustering.py``: scikit-learn's data, each
+    column at mean 0 and standard deviation 1 (their units differ), labels unchanged."""
+    import importlib.util
+
+    import numpy as np
+    from sklearn.datasets import load_wine
+
+    spec = importlib.util.spec_from_file_location("bench_clustering", BENCHMARKS / "clustering.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x, labels = module.load("wine")
+    raw, expected = load_wine(return_X_y=True)
+    assert x.shape == raw.shape and np.array_equal(labels, expected)
+    np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x.std(0), 1.0, atol=1e-4)
+    assert set(module.HELD_OUT) <= set(module.DATA)
