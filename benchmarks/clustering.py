@@ -57,6 +57,7 @@ HELD_OUT = {"iris": "load_iris", "wine": "load_wine", "breast-cancer": "load_bre
 
 DEFAULTS_ROW = "full recipe (defaults)"
 FULL_BATCH_ROW = "full batch (every point an anchor)"
+PREVIOUS_ROW = "previous defaults (n_neighbors=10, shared_neighbors=2)"
 
 
 def ablation_rows() -> dict[str, dict]:
@@ -77,6 +78,9 @@ def ablation_rows() -> dict[str, dict]:
             rows["shared-neighbour weights S^2 (shared_neighbors=2)"] = {"shared_neighbors": 2.0}
     if d["n_neighbors"] == "auto":
         rows["fixed k = 10 (n_neighbors=10, not ceil(log2 n))"] = {"n_neighbors": 10}
+        if d["shared_neighbors"] is not True and float(d["shared_neighbors"]) != 2.0:
+            # two switches: the defaults before k = ceil(log2 n) and S^3 (issue 18)
+            rows[PREVIOUS_ROW] = {"n_neighbors": 10, "shared_neighbors": 2.0}
     if d["hidden_layer_sizes"]:
         rows["linear assignment (no MLP)"] = {"hidden_layer_sizes": ()}
     if d["n_components"] is not None:
