@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,6 @@ def test_fused_attraction_equals_torch_path(digits: np.ndarray) -> None:
     (kl_f, grad_f), (kl_p, grad_p) = fused.gradient(y, 3.0), plain.gradient(y, 3.0)
     assert kl_f == pytest.approx(kl_p, rel=1e-5)
     torch.testing.assert_close(grad_f, grad_p, rtol=1e-4, atol=1e-9)
+    for cost, grad in ((fused, grad_f), (plain, grad_p)):  # without the KL: same gradient
+        kl, same = cost.gradient(y, 3.0, value=False)
+        assert math.isnan(kl) and torch.equal(same, grad)

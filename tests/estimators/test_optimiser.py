@@ -18,8 +18,10 @@ class Quadratic:
     def __init__(self, target: np.ndarray) -> None:
         self.target = torch.from_numpy(target)
         self.alphas: list[float] = []
+        self.valued: list[bool] = []
 
-    def gradient(self, y, exaggeration: float = 1.0):
+    def gradient(self, y, exaggeration: float = 1.0, *, value: bool = True):
+        self.valued.append(value)
         difference = y - self.target
         return 0.5 * float((difference**2).sum()), exaggeration * difference
 
@@ -63,6 +65,9 @@ def test_descent_is_the_documented_update_and_records_the_teacher() -> None:
     assert [h["iteration"] for h in optimiser.history] == [0, 50, 100, 119]
     assert cost.alphas[:20] == [0.0] * 20 and cost.alphas[20] == pytest.approx(0.1)
     assert cost.alphas[-1] == pytest.approx(0.1 * (1 - 99 / 100))
+    # the KL is asked for only where it is read: history, progress check, callbacks
+    assert [step for step, value in enumerate(cost.valued) if value] == [
+        0, 49, 50, 99, 100, 119]
 
 
 def test_callbacks_stop_every_fifty_steps_and_divergence_is_named() -> None:

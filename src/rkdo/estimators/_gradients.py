@@ -25,6 +25,7 @@ is finite and exact to float32 rounding.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
@@ -43,8 +44,10 @@ __all__ = ["Cost", "DenseCost", "SparseCost"]
 class Cost(Protocol):
     """What the optimiser needs from a neighbour-embedding cost."""
 
-    def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
-        """``(KL against the current P, gradient of the exaggerated cost in y)``."""
+    def gradient(self, y: Tensor, exaggeration: float = 1.0, *,
+                 value: bool = True) -> tuple[float, Tensor]:
+        """``(KL against the current P, gradient of the exaggerated cost in y)``; with
+        ``value=False`` the KL may be skipped (NaN) where it costs more than the gradient."""
         ...
 
     def static_kl(self, y: Tensor) -> float:
@@ -84,8 +87,10 @@ class DenseCost:
         self._log_q = (scores - (log_z if self.joint else log_z[:, None])).detach()
         return entropy, attraction, log_z
 
-    def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
-        """``(KL, d surrogate / dy)`` at exaggeration ``e``."""
+    def gradient(self, y: Tensor, exaggeration: float = 1.0, *,
+                 value: bool = True) -> tuple[float, Tensor]:
+        """``(KL, d surrogate / dy)`` at exaggeration ``e``; the KL comes with the gradient
+        here, whatever ``value`` says."""
         y = y.detach().requires_grad_(True)
         entropy, attraction, log_z = self._terms(y, self.log_p)
         surrogate = (log_z - exaggeration * attraction).mean()
@@ -140,25 +145,31 @@ class SparseCost:
             return self.entropy0
         return 2.0 * float(torch.special.xlogy(values, values).sum())  # the teacher's P
 
-    def _attraction(self, y: Tensor, values: Tensor, exaggeration: float) -> tuple[Tensor, float]:
-        """``(A, C)`` of :mod:`rkdo.estimators._attraction`."""
+    def _attraction(self, y: Tensor, values: Tensor, exaggeration: float,
+                    with_cross: bool = True) -> tuple[Tensor, float]:
+        """``(A, C)`` of :mod:`rkdo.estimators._attraction` (``C`` NaN unless
+        ``with_cross``)."""
         if self._fused:
             force, cross = attraction(np.ascontiguousarray(y.detach().numpy()), self._starts,
-                                      self._cols32,
-                                      values.numpy(), self.dof, exaggeration)
+                                      self._cols32, values.numpy(), self.dof, exaggeration,
+                                      with_cross)
             return torch.from_numpy(force), cross
         diff, base = self._edges(y)
         force = (exaggeration * values * base)[:, None] * diff
         out = torch.zeros_like(y).index_add_(0, self.rows, force)
         out.index_add_(0, self.cols, -force)
+        if not with_cross:
+            return out, math.nan
         return out, 0.5 * (self.dof + 1.0) * float((values * torch.log(base)).sum())
 
-    def gradient(self, y: Tensor, exaggeration: float = 1.0) -> tuple[float, Tensor]:
-        pull, cross = self._attraction(y, self.values, exaggeration)
+    def gradient(self, y: Tensor, exaggeration: float = 1.0, *,
+                 value: bool = True) -> tuple[float, Tensor]:
+        """``(KL, gradient)``; ``value=False`` skips the KL's logarithm per edge (NaN)."""
+        pull, cross = self._attraction(y, self.values, exaggeration, value)
         r, z = repulsion(y, dof=self.dof)
         scale = 2.0 * (self.dof + 1.0) / self.dof
         self._last = (y.detach(), z.detach())
-        kl = self._entropy(self.values) - 2.0 * cross + float(torch.log(z))
+        kl = self._entropy(self.values) - 2.0 * cross + float(torch.log(z)) if value else math.nan
         return kl, scale * (pull - r / z)
 
     def static_kl(self, y: Tensor) -> float:
