@@ -47,8 +47,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -63,6 +63,7 @@ OURS = "KernelClustering (defaults)"
 METHODS = (OURS, "MiniBatchKMeans (defaults)", "KMeans (n_init=1)")
 _RESULT = "RESULT "  # prefix of the child's one line of JSON on stdout
 _BATCH = 50_000  # copies deformed at once
+_NESTED = ("k-NN search", "warm start")  # stages inside another (graph; start)
 _SAMPLE_S = 2.0  # seconds between two samples of RSS and load
 
 
@@ -153,6 +154,7 @@ class Monitor:
             return
 
         def timed(*args, **kwargs):
+            depth = len(self.stack)
             self.stack.append(label)
             start = time.perf_counter()
             print(f"[{time.strftime('%H:%M:%S')}] stage {label}: start", file=sys.stderr,
@@ -163,7 +165,8 @@ class Monitor:
                 self.stack.remove(label)
                 seconds = time.perf_counter() - start
                 peak = max(self.stage_peak.get(label, 0), _rss_bytes())
-                self.stages.append({"stage": label, "seconds": seconds, "peak_rss": peak,
+                self.stages.append({"stage": label, "depth": depth, "seconds": seconds,
+                                    "peak_rss": peak,
                                     "max_rss_so_far": _peak_bytes()})
                 print(f"[{time.strftime('%H:%M:%S')}] stage {label}: {seconds:.1f} s, "
                       f"sampled peak RSS {peak / 2**30:.2f} GiB, load "
@@ -188,19 +191,18 @@ def _instrument(monitor: Monitor) -> None:
     monitor.wrap(estimator, "_objective", "static objective")
 
 
-def method(name: str, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The fit of ``name``, ``x -> labels``."""
+def method(name: str, seed: int) -> Any:
+    """The unfitted estimator of ``name`` (``fit`` leaves ``labels_`` and ``n_iter_``)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     from rkdo.estimators import KernelClustering
 
     k = 10
     return {
-        OURS: lambda x: KernelClustering(k, random_state=seed).fit_predict(x),
-        "MiniBatchKMeans (defaults)": lambda x: MiniBatchKMeans(
-            k, random_state=seed).fit_predict(x),
-        "KMeans (n_init=1)": lambda x: KMeans(k, n_init=1, random_state=seed).fit_predict(x),
-    }[name]
+        OURS: lambda: KernelClustering(k, random_state=seed),
+        "MiniBatchKMeans (defaults)": lambda: MiniBatchKMeans(k, random_state=seed),
+        "KMeans (n_init=1)": lambda: KMeans(k, n_init=1, random_state=seed),
+    }[name]()
 
 
 def child(name: str, n: int, data_seed: int, seed: int) -> dict:
@@ -219,21 +221,25 @@ def child(name: str, n: int, data_seed: int, seed: int) -> dict:
     data_rss = _rss_bytes()
     print(f"[{time.strftime('%H:%M:%S')}] {name}: data {x.shape} built in {build_s:.1f} s, "
           f"RSS {data_rss / 2**30:.2f} GiB", file=sys.stderr, flush=True)
-    fit = method(name, seed)
+    estimator = method(name, seed)
     with Monitor() as monitor:
         if name == OURS:
             _instrument(monitor)
         cpu, wall = time.process_time(), time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            predicted = fit(x)
+            predicted = estimator.fit(x).labels_
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"nmi": float(normalized_mutual_info_score(labels, predicted)),
             "ari": float(adjusted_rand_score(labels, predicted)),
             "acc": float(cluster_accuracy(labels, predicted)), "seconds": wall, "cpu": cpu,
             "peak_rss": _peak_bytes(), "data_rss": data_rss, "build_seconds": build_s,
             "load": [min(monitor.loads), max(monitor.loads)], "stages": monitor.stages,
-            "threads": os.environ.get("OMP_NUM_THREADS"), "n": n}
+            "threads": os.environ.get("OMP_NUM_THREADS"), "n": n,
+            "n_iter": int(getattr(estimator, "n_iter_", -1)),
+            # the same fit scored on its first 70,000 rows only (the unchanged originals)
+            "nmi_originals": float(normalized_mutual_info_score(labels[:N_ORIGINAL],
+                                                                predicted[:N_ORIGINAL]))}
 
 
 # ------------------------------------------------------------------ driving (parent)
@@ -254,24 +260,37 @@ def run_child(name: str, n: int, data_seed: int, seed: int, timeout: float | Non
     return json.loads(lines[-1][len(_RESULT):])
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _gib(value: float) -> str:
     return f"{value / 2**30:.2f}"
 
 
+def _depth(stage: dict) -> int:
+    """Nesting of a stage (cells stored before depths were recorded: by name)."""
+    return stage.get("depth", int(stage["stage"] in _NESTED))
+
+
 def table(cells: dict[str, dict], title: str) -> str:
     lines = [f"### {title}", "",
-             "| method | n | NMI | ARI | accuracy | wall s | CPU s | peak RSS GiB | data RSS GiB "
-             "| load |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | n | NMI | ARI | accuracy | NMI first 70k | wall s | CPU s | peak RSS GiB "
+             "| data RSS GiB | n_iter_ | load |", "|---" * 12 + "|"]
     for name, c in cells.items():
         lines.append(f"| {name} | {c['n']:,} | {c['nmi']:.3f} | {c['ari']:.3f} | {c['acc']:.3f} "
+                     f"| {_number(c.get('nmi_originals'))} "
                      f"| {c['seconds']:.1f} | {c['cpu']:.1f} | {_gib(c['peak_rss'])} "
-                     f"| {_gib(c['data_rss'])} | {c['load'][0]:.1f}-{c['load'][1]:.1f} |")
+                     f"| {_gib(c['data_rss'])} | {c.get('n_iter', '-')} "
+                     f"| {c['load'][0]:.1f}-{c['load'][1]:.1f} |")
     for name, c in cells.items():
         if c.get("stages"):
             lines += ["", f"Stages of {name} (wall s; sampled peak RSS GiB during the stage):",
                       "", "| stage | wall s | peak RSS GiB |", "|---|---|---|"]
-            lines += [f"| {s['stage']} | {s['seconds']:.1f} | {_gib(s['peak_rss'])} |"
-                      for s in c["stages"]]
+            lines += [f"| {'↳ ' * _depth(s)}{s['stage']} | {s['seconds']:.1f} "
+                      f"| {_gib(s['peak_rss'])} |" for s in c["stages"]]
+            rest = c["seconds"] - sum(s["seconds"] for s in c["stages"] if _depth(s) == 0)
+            lines.append(f"| rest of fit (final assignments, centres) | {rest:.1f} | - |")
     return "\n".join(lines)
 
 
@@ -295,6 +314,10 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: none, everything is fitted)")
     parser.add_argument("--report", action="store_true",
                         help="print the table from --store only, fitting nothing")
+    parser.add_argument("--estimator", default=None,
+                        help="KernelClustering source hash whose stored cells to use (default: "
+                             "the installed estimator's); with --report, an older estimator's "
+                             "figures")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds after which a method's process is stopped and the method "
                              "left without a cell (default: none)")
@@ -311,11 +334,13 @@ def main() -> None:
         parser.error(f"--n must be at least 20 (10 clusters need points), got {n}")
     if args.report and not args.store:
         parser.error("--report prints from a store: give --store PATH")
+    if args.estimator and not args.report:
+        parser.error("--estimator HASH only selects stored cells: use it with --report")
     if args.child:
         print(_RESULT + json.dumps(child(args.child, n, args.data_seed, args.seed)), flush=True)
         return
     store = Store(args.store)
-    version = estimator_hash()
+    version = args.estimator or estimator_hash()
     cells: dict[str, dict] = {}
     for name in args.methods:
         key = Store.key(f"fashion-1m n={n} data_seed={args.data_seed}", name, args.seed,
@@ -332,9 +357,10 @@ def main() -> None:
             print(f"{name}: read from the store", flush=True)
         if cell is not None:
             cells[name] = cell
+    threads = ", ".join(sorted({str(c.get("threads")) for c in cells.values()})) or "-"
     print(table(cells, f"Fashion-MNIST 1M construction, n = {n:,}, seed {args.seed}, "
-                       f"estimator {version}, OMP_NUM_THREADS="
-                       f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"), flush=True)
+                       f"estimator {version}, OMP_NUM_THREADS of the fits: {threads}"),
+          flush=True)
 
 
 if __name__ == "__main__":
