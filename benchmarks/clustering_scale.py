@@ -245,11 +245,13 @@ def child(name: str, n: int, data_seed: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------ driving (parent)
-def run_child(name: str, n: int, data_seed: int, seed: int, timeout: float | None
-              ) -> dict | None:
+def run_child(name: str, n: int, data_seed: int, seed: int, timeout: float | None,
+              cap_gib: float | None = None) -> dict | None:
     """Fit ``name`` in a fresh process; its stderr streams through; None if it failed."""
     command = [sys.executable, __file__, "--child", name, "--n", str(n), "--data-seed",
                str(data_seed), "--seed", str(seed)]
+    if cap_gib is not None:
+        command += ["--memory-cap-gib", str(cap_gib)]
     try:
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -324,6 +326,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds after which a method's process is stopped and the method "
                              "left without a cell (default: none)")
+    parser.add_argument("--memory-cap-gib", type=float, default=None,
+                        help="cap on each fitting process's address space (RLIMIT_AS), GiB: a "
+                             "fit that needs more fails with MemoryError instead of pushing the "
+                             "machine into the OOM killer; numpy, torch and numba reserve a few "
+                             "GiB of address space beyond what they touch (default: no cap)")
     parser.add_argument("--child", default=None, choices=METHODS, metavar="METHOD",
                         help="internal: fit METHOD in this process and print its cell as JSON")
     return parser
@@ -340,6 +347,9 @@ def main() -> None:
     if args.estimator and not args.report:
         parser.error("--estimator HASH only selects stored cells: use it with --report")
     if args.child:
+        if args.memory_cap_gib is not None:
+            cap = int(args.memory_cap_gib * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         print(_RESULT + json.dumps(child(args.child, n, args.data_seed, args.seed)), flush=True)
         return
     store = Store(args.store)
@@ -352,7 +362,8 @@ def main() -> None:
         if cell is None and not args.report:
             print(f"[{time.strftime('%H:%M:%S')}] fitting {name} on {n:,} points "
                   f"(load {os.getloadavg()[0]:.2f})", flush=True)
-            result = run_child(name, n, args.data_seed, args.seed, args.timeout)
+            result = run_child(name, n, args.data_seed, args.seed, args.timeout,
+                               args.memory_cap_gib)
             if result is not None:
                 store.put(key, result)
                 cell = store.get(key)
