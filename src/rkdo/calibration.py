@@ -38,18 +38,18 @@ def calibrate_gaussian(
     if mask is not None:
         d = d.masked_fill(~mask, float("inf"))
     d = d - d.amin(dim=-1, keepdim=True)
+    finite = d.masked_fill(torch.isinf(d), 0.0)  # once: the loop below runs 100 times
     target = math.log(perplexity)
     low = torch.full(d.shape[:1], -50.0, dtype=torch.float64, device=d.device)
     high = torch.full_like(low, 50.0)
-    scale = d.masked_fill(torch.isinf(d), 0.0).amax(dim=-1).clamp_min(1e-12)
+    scale = finite.amax(dim=-1).clamp_min(1e-12)
     # search beta * scale, so the bracket does not depend on the data's units
     for _ in range(iterations):
         mid = 0.5 * (low + high)
-        log_p = log_normalize(-(mid.exp() / scale)[:, None] * d.masked_fill(torch.isinf(d), 0.0),
-                              mask)
+        log_p = log_normalize(-(mid.exp() / scale)[:, None] * finite, mask)
         entropy = -(log_p.exp() * log_p.masked_fill(torch.isneginf(log_p), 0.0)).sum(-1)
         too_flat = entropy > target
         low = torch.where(too_flat, mid, low)
         high = torch.where(too_flat, high, mid)
     beta = (0.5 * (low + high)).exp() / scale
-    return log_normalize(-beta[:, None] * d.masked_fill(torch.isinf(d), 0.0), mask)
+    return log_normalize(-beta[:, None] * finite, mask)
