@@ -197,10 +197,11 @@ def test_sparse_input_matches_dense(blobs, method: str) -> None:
 
 def test_too_large_perplexity_lowered_with_warning(blobs) -> None:
     x, _ = blobs
-    with pytest.warns(UserWarning, match="perplexity 500 is too large"):
+    with pytest.warns(UserWarning, match="perplexity 500 is too large") as caught:
         model = NeighbourEmbedding(perplexity=500.0, max_iter=20,
                                    early_exaggeration_iter=5).fit(x[:40])
     assert model.effective_perplexity_ == pytest.approx(39 / 3)
+    assert caught[0].filename == __file__  # the user's line, not the estimator's insides
 
 
 def test_too_few_points_is_one_clear_error() -> None:

@@ -12,7 +12,6 @@ as openTSNE does; ``effective_perplexity_`` holds the value used.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +22,7 @@ from sklearn.base import BaseEstimator
 from rkdo._validation import check_int, check_positive
 from rkdo.calibration import calibrate_gaussian
 from rkdo.estimators._knn import knn_search
+from rkdo.estimators._user_warning import warn_user
 from rkdo.estimators.affinities import _neighbours
 
 __all__ = ["PerplexityBased", "effective_perplexity"]
@@ -33,8 +33,8 @@ def effective_perplexity(perplexity: float, neighbours: int) -> float:
     if perplexity <= neighbours:
         return float(perplexity)
     lowered = neighbours / 3.0
-    warnings.warn(f"perplexity {perplexity:g} is too large for {neighbours} neighbours "
-                  f"(at most n - 1); using perplexity {lowered:.4g} instead", stacklevel=3)
+    warn_user(f"perplexity {perplexity:g} is too large for {neighbours} neighbours (at most "
+              f"n - 1); using perplexity {lowered:.4g} instead")
     return lowered
 
 
