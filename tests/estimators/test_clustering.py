@@ -208,3 +208,21 @@ def test_auto_neighbours_is_ceil_log2_n(n, k) -> None:
     assert KernelClustering(n_clusters=2, n_neighbors=4, max_iter=2, hidden_layer_sizes=(4,),
                             random_state=0).fit(x[:6] if n >= 6 else np.r_[x, x + 1, x + 2]
                                                 ).n_neighbors_ == 4
+
+
+@pytest.mark.parametrize("call", ["fit", "fit_predict"])
+def test_warnings_point_at_the_callers_line(call) -> None:
+    """The clipped-``n_neighbors`` and the empty-cluster warnings name this file, not the
+    estimator's insides or scikit-learn's ``fit_predict`` (the ``stacklevel`` bug of the
+    embedding's warnings, fixed the same way)."""
+    import warnings
+
+    x = np.random.RandomState(0).normal(size=(6, 2))
+    model = KernelClustering(n_clusters=6, n_neighbors=10, max_iter=2, hidden_layer_sizes=(4,),
+                             random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        getattr(model, call)(x)
+    messages = {str(w.message).split(" ")[0]: w.filename for w in caught}
+    assert "n_neighbors" in messages
+    assert set(messages.values()) == {__file__}, messages

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from rkdo.calibration import calibrate_gaussian
 from rkdo.estimators._knn import knn_search
+from rkdo.estimators._user_warning import warn_user
 
 __all__ = ["SupervisoryGraph"]
 
@@ -65,9 +66,9 @@ class SupervisoryGraph:
         k = n_neighbors if affinity == "knn" else max(2, int(3 * perplexity))
         if k > n - 1:
             name = "n_neighbors" if affinity == "knn" else "3 x perplexity"
-            warnings.warn(f"{name} = {k} exceeds n_samples - 1 = {n - 1}; clipped to {n - 1}, "
-                          "so every point neighbours every other and the graph carries no "
-                          "cluster information: lower it", UserWarning, stacklevel=3)
+            warn_user(f"{name} = {k} exceeds n_samples - 1 = {n - 1}; clipped to {n - 1}, "
+                      "so every point neighbours every other and the graph carries no "
+                      "cluster information: lower it")
             k = n - 1
         indices, sq = knn_search(x, k, random_state)
         if affinity == "knn":

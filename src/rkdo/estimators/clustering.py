@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +54,7 @@ from rkdo.estimators._cluster_graph import SupervisoryGraph
 from rkdo.estimators._cluster_loss import clustering_loss, same_cluster, static_objective
 from rkdo.estimators._cluster_train import optimise
 from rkdo.estimators._mlp import mlp
+from rkdo.estimators._user_warning import warn_user
 
 __all__ = ["KernelClustering", "AFFINITIES", "INITS", "clustering_loss"]
 
@@ -358,10 +358,9 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         self.cluster_centers_ = centres.astype(x.dtype)
         found = len(np.unique(self.labels_))
         if found < self.n_clusters:
-            warnings.warn(f"KernelClustering found {found} distinct clusters of the "
-                          f"{self.n_clusters} asked for; some clusters are empty (too many "
-                          "clusters for the data, or raise debias_q / n_init)",
-                          ConvergenceWarning, stacklevel=2)
+            warn_user(f"KernelClustering found {found} distinct clusters of the "
+                      f"{self.n_clusters} asked for; some clusters are empty (too many "
+                      "clusters for the data, or raise debias_q / n_init)", ConvergenceWarning)
         return self
 
     # ------------------------------------------------------------------ inference
