@@ -202,8 +202,8 @@ def test_auto_neighbours_is_ceil_log2_n(n, k) -> None:
     if n > 300:  # the rule alone; the fits below keep the test fast
         return
     x = np.random.RandomState(0).normal(size=(n, 3))
-    model = KernelClustering(n_clusters=min(2, n), max_iter=2, hidden_layer_sizes=(4,),
-                             random_state=0).fit(x)
+    model = KernelClustering(n_clusters=min(2, n), n_neighbors="auto", max_iter=2,
+                             hidden_layer_sizes=(4,), random_state=0).fit(x)
     assert model.n_neighbors == "auto" and model.n_neighbors_ == k
     assert KernelClustering(n_clusters=2, n_neighbors=4, max_iter=2, hidden_layer_sizes=(4,),
                             random_state=0).fit(x[:6] if n >= 6 else np.r_[x, x + 1, x + 2]

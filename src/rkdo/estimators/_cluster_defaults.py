@@ -18,7 +18,7 @@ INITS = ("spectral", "random")
 
 DEFAULTS = MappingProxyType({
     "n_clusters": 10, "n_components": 50, "hidden_layer_sizes": (256,), "affinity": "knn",
-    "n_neighbors": "auto", "perplexity": 30.0, "walk_length": 2, "shared_neighbors": 3.0,
+    "n_neighbors": 10, "perplexity": 30.0, "walk_length": 2, "shared_neighbors": 2.0,
     "init": "spectral", "debias_p": 0.0, "debias_q": 0.0, "ema": 0.9, "alpha": 0.0,
     "batch_size": 4096, "max_iter": 50, "tol": 1e-3, "learning_rate": 1e-2, "n_init": 1,
     "random_state": None, "device": "cpu", "verbose": False,

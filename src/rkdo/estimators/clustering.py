@@ -84,7 +84,9 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         affinity, n_neighbors, perplexity: the k-NN graph, ``"knn"`` (uniform over the
             ``n_neighbors`` nearest) or ``"gaussian"`` (calibrated to ``perplexity``);
             ``n_neighbors="auto"`` is ``ceil(log2 n)``: k of order ``log n``, as von Luxburg
-            (2007, section 8.1) advises for the k-NN graphs of spectral clustering.
+            (2007, section 8.1) advises for spectral clustering; with ``shared_neighbors=3``
+            it lifts Fashion-MNIST 70k from NMI 0.684 to 0.700, but was tuned on those labels
+            and loses on every held-out set measured: not the default (docs/results).
         walk_length: ``L``, the longest walk of the propagation (1: the plain k-NN graph).
         debias_p, debias_q: uniform leaks ``a``, ``b`` in [0, 1).
         shared_neighbors: exponent ``s`` of the shared-neighbour edge weights ``S^s``
@@ -354,7 +356,10 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         empty = hard.sum(0) == 0
         hard[:, empty] = responsibilities[:, empty]
         mass = hard * weight[:, None]
-        centres = np.asarray((x.T @ mass).T) / np.maximum(mass.sum(0), 1e-300)[:, None]
+        # in the input's dtype: a float64 ``mass`` would copy a float32 ``x`` to float64
+        # (+5.8 GiB at a million 784-pixel rows, the fit's peak)
+        sums = np.asarray((x.T @ mass.astype(x.dtype, copy=False)).T, dtype=np.float64)
+        centres = sums / np.maximum(mass.sum(0), 1e-300)[:, None]
         self.cluster_centers_ = centres.astype(x.dtype)
         found = len(np.unique(self.labels_))
         if found < self.n_clusters:
