@@ -263,12 +263,17 @@ def test_sixty_thousand_exact_refused_in_one_line(tmp_path) -> None:
 
 
 def test_ctrl_c_message_is_embeds_own(tmp_path) -> None:
-    """A real process, a real SIGINT: rc 130, no output, no talk of `rkdo train --resume`."""
+    """A real process, a real SIGINT: rc 130, no output, no talk of `rkdo train --resume`.
+
+    The child gets SIGINT's default disposition back: a suite launched in the background of a
+    non-interactive shell inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored
+    (Ctrl-C at a terminal never is)."""
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((600, 5)))
     process = subprocess.Popen(
         [sys.executable, "-m", "rkdo", "embed", str(tmp_path / "x.npy"), "--out",
          str(tmp_path / "e.npy"), "--max-iter", "100000", "--progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     seen = ""
     while "embedding" not in seen and time.monotonic() < deadline:
