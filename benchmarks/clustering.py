@@ -80,7 +80,7 @@ def ablation_rows() -> dict[str, dict]:
             rows["shared-neighbour weights S^2 (shared_neighbors=2)"] = {"shared_neighbors": 2.0}
     if d["n_neighbors"] != "auto":
         rows[TUNED_ROW] = {"n_neighbors": "auto", "shared_neighbors": 3.0}
-    if d["n_neighbors"] == "auto":
+    else:
         rows["fixed k = 10 (n_neighbors=10, not ceil(log2 n))"] = {"n_neighbors": 10}
         if d["shared_neighbors"] is not True and float(d["shared_neighbors"]) != 2.0:
             # two switches: the defaults before k = ceil(log2 n) and S^3 (issue 18)
