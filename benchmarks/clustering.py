@@ -18,8 +18,11 @@ by seed; then, with ``--run RUN_DIR``, the backbone features of a trained encode
 With ``--store PATH`` every finished cell (data set, row, seed) is appended to a JSON-lines
 file and read back on the next run instead of being recomputed, so a grid can be run in
 pieces, interrupted and resumed; cells of KernelClustering are keyed by a hash of the
-estimator's source as well, so a changed estimator gets fresh cells. ``--report`` prints the
-tables from the store without fitting anything.
+estimator's code as well (:func:`estimator_hash`: the syntax trees, docstrings dropped, of every
+rkdo module the estimator imports, and its defaults), so a changed estimator gets fresh cells
+and an edited comment or docstring does not. ``--report`` prints the tables from the store
+without fitting anything; ``--report --estimator HASH`` those of an older estimator (any key in
+the store, older key schemes included).
 
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python benchmarks/clustering.py \
         --data digits fashion-10k --seeds 3 --alpha-seeds 5 --store clustering.jsonl
@@ -32,6 +35,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import ast  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -111,7 +115,13 @@ N2D = "N2D recipe (AE + UMAP + GMM)"
 # autoencoder epochs of the N2D recipe per data set (the paper: 1000 epochs, batch 256)
 N2D_EPOCHS = {"digits": 200, "fashion-10k": 40, "fashion-70k": 10,
               **{name: 200 for name in HELD_OUT}}
-ESTIMATOR_SOURCES = ("clustering.py", "_cluster*.py", "_mlp.py")  # globs in rkdo/estimators
+# where the estimator's key starts; rkdo modules it imports, directly or not, are hashed with it
+ESTIMATOR_MODULE = "rkdo.estimators.clustering"
+# imported by the estimator but unable to change its labels: left out of its key
+LABEL_NEUTRAL = {
+    "rkdo._validation": "argument checks: they raise or pass, never alter a fit",
+    "rkdo.estimators._user_warning": "which line of the caller a warning names",
+}
 
 
 def load(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -185,15 +195,81 @@ def peers(k: int, n2d_epochs: int) -> dict[str, Callable[[np.ndarray, int], np.n
     }
 
 
-def estimator_hash() -> str:
-    """A short hash of the estimator's source: cells of a changed estimator are new cells."""
-    import rkdo.estimators as package
+def _is_docstring(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
 
+
+def _canonical(node: object) -> str:
+    """A node as text, every field but empty ones (``None``, ``[]``: fields that later Pythons
+    add, such as ``type_params``, then read the same); no line numbers, no comments."""
+    if isinstance(node, ast.AST):
+        fields = [f"{name}={_canonical(value)}" for name, value in ast.iter_fields(node)
+                  if value is not None and not (isinstance(value, list) and not value)]
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ", ".join(_canonical(item) for item in node) + "]"
+    return repr(node)
+
+
+def code_fingerprint(source: str) -> str:
+    """What of a module's source can change what it computes: its syntax tree without
+    docstrings or other bare string statements (comments and layout never reach the tree)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+            kept = [statement for statement in body if not _is_docstring(statement)]
+            node.body = kept or [ast.Pass()]
+    return _canonical(tree)
+
+
+def _module_path(root: Path, module: str) -> Path:
+    base = root.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def estimator_modules(root: Path | None = None, start: str = ESTIMATOR_MODULE) -> dict[str, Path]:
+    """``start`` and every rkdo module it imports, directly or not (imports inside functions
+    too), but :data:`LABEL_NEUTRAL`'s: name -> file under ``root`` (the folder holding the
+    installed ``rkdo`` package)."""
+    if root is None:
+        import rkdo
+
+        root = Path(rkdo.__file__).resolve().parents[1]
+    found: dict[str, Path] = {}
+    pending = [start]
+    while pending:
+        module = pending.pop()
+        if module in found or module in LABEL_NEUTRAL:
+            continue
+        found[module] = path = _module_path(root, module)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, up level - 1
+                    parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{parent}.{base}".rstrip(".")
+                # "from rkdo.x import y": y is a module or a name of rkdo.x
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            pending += [name for name in names if name.split(".")[0] == "rkdo"
+                        and _module_path(root, name).exists() and name != "rkdo"]
+    return dict(sorted(found.items()))
+
+
+def estimator_hash(root: Path | None = None) -> str:
+    """A short hash of the estimator's code and defaults: cells of a changed estimator are new
+    cells, a docstring or comment edit keeps them (:func:`code_fingerprint` of each module of
+    :func:`estimator_modules` under ``root``, then ``KernelClustering().get_params()``)."""
     digest = hashlib.sha256()
-    folder = Path(package.__file__).parent
-    for pattern in ESTIMATOR_SOURCES:
-        for path in sorted(folder.glob(pattern)):
-            digest.update(path.read_bytes())
+    for module, path in estimator_modules(root).items():
+        digest.update(f"{module}\n{code_fingerprint(path.read_text())}\n".encode())
+    digest.update(repr(sorted(KernelClustering().get_params().items())).encode())
     return digest.hexdigest()[:12]
 
 
@@ -306,8 +382,9 @@ def main() -> None:
     parser.add_argument("--report", action="store_true",
                         help="print the tables from --store only, fitting nothing")
     parser.add_argument("--estimator", default=None,
-                        help="estimator source hash whose stored cells to use (default: the "
-                             "installed estimator's); with --report, an older estimator's tables")
+                        help="estimator hash whose stored cells to use (default: the "
+                             "installed estimator's); with --report, an older estimator's tables "
+                             "(hashes of the earlier source-text key too)")
     parser.add_argument("--json", default=None, help="also write every measurement here")
     args = parser.parse_args()
     if args.report and not args.store:
@@ -325,7 +402,7 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _n2d(np.random.rand(200, 8).astype(np.float32), 0, 3, 1)
-    print(f"estimator source hash {version}", flush=True)
+    print(f"estimator hash {version}", flush=True)
     report: dict[str, dict] = {}
     ablation = ablation_rows()
     rows = ablation if args.rows is None else {
@@ -338,17 +415,18 @@ def main() -> None:
                    # the full batch is the defaults where n <= batch_size: not fitted twice
                    if not (row == FULL_BATCH_ROW and x is not None
                            and len(x) <= KernelClustering().batch_size)}
-        for peer, method in peers(k, epochs).items():
-            if args.peers is None or peer in args.peers:
-                label = f"{peer}, AE {epochs} epochs" if peer == N2D else peer
-                methods[label] = (method, "peer")
         if args.report and args.rows is None:
-            # stored rows of this estimator that today's defaults no longer generate
+            # stored rows of this estimator that today's defaults no longer generate: after
+            # its own rows, before the peers
             for cell in store.cells.values():
                 data, row, _, tag = json.loads(cell["key"])
                 if data == name and tag == version and row not in methods and not (
                         row == DEFAULTS_ROW or row.startswith(("static (", "recursive ("))):
                     methods[row] = (ours({}, k), version)
+        for peer, method in peers(k, epochs).items():
+            if args.peers is None or peer in args.peers:
+                label = f"{peer}, AE {epochs} epochs" if peer == N2D else peer
+                methods[label] = (method, "peer")
         if args.report and (args.peers is None or N2D in args.peers):
             # every stored N2D row of this data set, whatever its autoencoder's epochs
             for cell in store.cells.values():

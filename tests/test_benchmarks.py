@@ -108,3 +108,74 @@ def test_clustering_held_out_sets_are_standardised_and_labelled() -> None:
     np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(x.std(0), 1.0, atol=1e-4)
     assert set(module.HELD_OUT) <= set(module.DATA)
+
+
+def _bench_clustering():  # noqa: ANN202 (a module loaded from its path)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_clustering", BENCHMARKS / "clustering.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_clustering_key_ignores_docstrings_and_comments_not_code() -> None:
+    """The estimator key's view of a module: a docstring, comment or layout edit keeps it; a
+    changed constant or operator changes it."""
+    fingerprint = _bench_clustering().code_fingerprint
+    source = '"""Module."""\n\nK = 10\n\n\ndef f(x):\n    """Doc."""\n    return x * K\n'
+    reworded = ('"""Another module docstring."""\n# a comment\nK = 10  # neighbours\n'
+                'def f(x):\n    """Other words."""\n\n    return (x\n            * K)\n')
+    assert fingerprint(reworded) == fingerprint(source)
+    assert fingerprint(source.replace("K = 10", "K = 11")) != fingerprint(source)
+    assert fingerprint(source.replace("x * K", "x + K")) != fingerprint(source)
+    # a function whose body is only its docstring is still a function
+    assert fingerprint('def g():\n    """Doc."""\n') == fingerprint("def g():\n    pass\n")
+
+
+def test_clustering_key_covers_knn_and_follows_a_code_edit(tmp_path: Path) -> None:
+    """The key covers every module that decides the labels (``_knn.py`` among them) on a copy
+    of the package: a docstring edit of ``_knn.py`` keeps it, a code edit changes it."""
+    import shutil
+
+    import rkdo
+
+    module = _bench_clustering()
+    shutil.copytree(Path(rkdo.__file__).parent, tmp_path / "rkdo",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    names = set(module.estimator_modules(tmp_path))
+    assert {"rkdo.estimators.clustering", "rkdo.estimators._cluster_graph",
+            "rkdo.estimators._cluster_loss", "rkdo.estimators._cluster_train",
+            "rkdo.estimators._cluster_defaults", "rkdo.estimators._knn",
+            "rkdo.estimators._mlp", "rkdo.calibration"} <= names
+    assert not names & set(module.LABEL_NEUTRAL)
+    before = module.estimator_hash(tmp_path)
+    knn = tmp_path / "rkdo" / "estimators" / "_knn.py"
+    text = knn.read_text()
+    first_line = text.index("\n")  # inside the module docstring
+    knn.write_text(text[:first_line] + " (edited)" + text[first_line:] + "\n# a comment\n")
+    assert module.estimator_hash(tmp_path) == before
+    knn.write_text(text + "\nEXTRA = 1\n")
+    assert module.estimator_hash(tmp_path) != before
+
+
+def test_clustering_report_reads_cells_of_the_older_key() -> None:
+    """``--report --estimator 8ed0cda2de23`` (a hash of the older, source-text key, cited by
+    docs/results/clustering.md) still prints that estimator's stored rows, the rows today's
+    defaults no longer generate after its own rows and before the peers."""
+    store = BENCHMARKS.parent / "docs" / "results" / "clustering.jsonl"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "clustering.py"), "--report",
+                           "--store", str(store), "--data", "iris", "--seeds", "3",
+                           "--estimator", "8ed0cda2de23"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| method")]
+    stored = {json.loads(line)["key"] for line in store.read_text().splitlines() if line.strip()}
+    own = {json.loads(key)[1] for key in stored if json.loads(key)[0] == "iris"
+           and json.loads(key)[3] == "8ed0cda2de23"}
+    assert "full recipe (defaults)" in rows and rows.index("full recipe (defaults)") == 0
+    assert {"previous defaults (n_neighbors=10, shared_neighbors=2)"} <= set(rows)
+    first_peer = rows.index("KMeans (n_init=10)")
+    assert set(rows[:first_peer]) == own - {"static (alpha = 0)", "recursive (alpha = 0.3)"}
+    assert all(row not in own for row in rows[first_peer:])
