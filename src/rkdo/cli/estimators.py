@@ -219,13 +219,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _common(parser: argparse.ArgumentParser, defaults: dict, what: str) -> None:
-    from rkdo.cli.features import MIN_POINTS
+    from rkdo.estimators._embedding_defaults import MIN_SAMPLES
 
     parser.add_argument("data", metavar="DATA",
                         help="digits, fashion-mnist, a .npy/.csv file or a run directory")
     parser.add_argument("--out", required=True,
                         help=f"output .npy file of the {what} (required)")
-    parser.add_argument("--max-points", type=_integer(MIN_POINTS), default=None,
+    parser.add_argument("--max-points", type=_integer(MIN_SAMPLES), default=None,
                         help="use a random subset of this many points (default: all)")
     parser.add_argument("--alpha", type=_real(0.0, 1.0, high_open=True),
                         default=defaults["alpha"],

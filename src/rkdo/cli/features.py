@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "MIN_POINTS", "load_features", "class_names", "prepared"]
+from rkdo.estimators._embedding_defaults import MIN_SAMPLES
+
+__all__ = ["DATASETS", "load_features", "class_names", "prepared"]
 
 DATASETS = ("digits", "fashion-mnist")
-MIN_POINTS = 4
 
 
 def _is_number(field: str) -> bool:
@@ -153,9 +154,10 @@ def prepared(data: str, command: str, *, device: str, max_points: int | None, se
     """``DATA``'s features, at most ``max_points`` of them (a random subset drawn with
     ``seed``), scaled to unit magnitude (module docstring), and their labels or None."""
     x, labels = load_features(data, device=device)
-    if len(x) < MIN_POINTS:
+    # both commands: the embedding's minimum (KernelClustering alone would take 2 points)
+    if len(x) < MIN_SAMPLES:
         raise ValueError(f"too few points: {data} has {len(x)} rows; {command} needs at "
-                         f"least {MIN_POINTS}")
+                         f"least {MIN_SAMPLES}")
     if max_points is not None and len(x) > max_points:
         chosen = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_points])
         x, labels = x[chosen], None if labels is None else labels[chosen]

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["DEFAULTS", "OBJECTIVES", "SOLVERS", "INITS"]
+__all__ = ["DEFAULTS", "OBJECTIVES", "SOLVERS", "INITS", "MIN_SAMPLES"]
 
 OBJECTIVES = ("tsne", "sne", "infonce", "neg")
 SOLVERS = ("auto", "exact", "fft", "sampled")
 INITS = ("pca", "random", "spectral")
+
+MIN_SAMPLES = 4
+"""The fewest points an embedding accepts (``fit`` refuses fewer; ``rkdo embed`` and ``rkdo
+cluster`` check it before loading the estimators)."""
 
 DEFAULTS = MappingProxyType({
     "n_components": 2, "objective": "tsne", "perplexity": 30.0, "metric": "euclidean",

@@ -60,7 +60,7 @@ from rkdo.distributed import resolve_device
 from rkdo.estimators import _embedding_params as checks
 from rkdo.estimators._costs import build_cost, edges
 from rkdo.estimators._embedding_defaults import DEFAULTS as _D
-from rkdo.estimators._embedding_defaults import INITS, OBJECTIVES, SOLVERS
+from rkdo.estimators._embedding_defaults import INITS, MIN_SAMPLES, OBJECTIVES, SOLVERS
 from rkdo.estimators._embedding_init import check_init, initial_embedding
 from rkdo.estimators._mlp import mlp
 from rkdo.estimators._optimiser import Optimiser
@@ -75,7 +75,6 @@ __all__ = ["NeighbourEmbedding", "OBJECTIVES", "SOLVERS", "INITS"]
 
 #: the sampled solver's SGD rate for ``learning_rate="auto"`` (UMAP's initial alpha)
 _SAMPLED_RATE = 1.0
-_MIN_SAMPLES = 4
 # SNE's Gaussian has no heavy tail: attraction is a linear spring and the t-SNE step overshoots
 _SNE_DAMPING = {"sne": 10.0}
 
@@ -210,9 +209,9 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
 
     def _check_for(self, n: int) -> str:
         """The checks that depend on ``n``; returns the solver (:mod:`rkdo.estimators._solver`)."""
-        if n < _MIN_SAMPLES:
+        if n < MIN_SAMPLES:
             raise ValueError(f"too few points: neighbour embedding needs at least "
-                             f"{_MIN_SAMPLES}, got {n}")
+                             f"{MIN_SAMPLES}, got {n}")
         method = choose_solver(self.method, self.objective, n, n_components=self.n_components,
                                parametric=self.parametric, device=resolve_device(self.device))
         check_init(self.init, n, self.n_components)
@@ -241,7 +240,7 @@ class NeighbourEmbedding(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     def _validated(self, X) -> Any:
         sparse = "csr" if not self.parametric else False
         x = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=sparse,
-                          ensure_min_samples=_MIN_SAMPLES)
+                          ensure_min_samples=MIN_SAMPLES)
         if self.metric == "precomputed" and x.shape[0] != x.shape[1]:
             raise ValueError("metric='precomputed' needs a square (n, n) distance matrix, got "
                              f"shape {x.shape}")
