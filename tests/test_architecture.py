@@ -75,11 +75,14 @@ def test_only_the_cli_imports_rkdo_modules_lazily() -> None:
     assert not lazy, "function-level imports of rkdo modules outside rkdo.cli:\n" + "\n".join(lazy)
 
 
+HEAVY = ("torch", "sklearn", "numpy")  # numpy alone costs --help ~0.05-0.1 s
+
+
 def _heavy_modules_loaded(*argv: str, source: Path = ROOT / "src") -> list[str]:
-    """Which of torch and sklearn ``rkdo ARGV`` (run in a fresh interpreter) has imported."""
+    """Which of :data:`HEAVY` ``rkdo ARGV`` (run in a fresh interpreter) has imported."""
     code = ("import sys\nfrom rkdo.cli.main import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print(*[m for m in ('torch', 'sklearn') if m in sys.modules], sep=',')\n")
+            f"print(*[m for m in {HEAVY!r} if m in sys.modules], sep=',')\n")
     env = {**os.environ, "PYTHONPATH": str(source)}
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                           env=env, timeout=300)
@@ -88,7 +91,7 @@ def _heavy_modules_loaded(*argv: str, source: Path = ROOT / "src") -> list[str]:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["nosuch"]])
-def test_the_command_list_loads_neither_torch_nor_sklearn(argv: list[str]) -> None:
+def test_the_command_list_loads_no_torch_sklearn_or_numpy(argv: list[str]) -> None:
     """``rkdo --help`` lists every command from its family's one-line ``HELP``, without
     building (and importing what builds) the commands' options."""
     assert _heavy_modules_loaded(*argv) == []
@@ -102,8 +105,8 @@ def _every_command() -> list[list[str]]:
 
 
 @pytest.mark.parametrize("command", _every_command(), ids=" ".join)
-def test_every_commands_help_loads_neither_torch_nor_sklearn(command: list[str]) -> None:
-    """``rkdo COMMAND --help`` builds that command's options from torch-free declarations
+def test_every_commands_help_loads_no_torch_sklearn_or_numpy(command: list[str]) -> None:
+    """``rkdo COMMAND --help`` builds that command's options from torch- and numpy-free declarations
     (defaults, choices, help texts): every command, so a new one is checked too."""
     assert _heavy_modules_loaded(*command, "--help") == []
 
@@ -114,7 +117,7 @@ def test_the_heavy_module_check_sees_an_import(tmp_path: Path) -> None:
     main = tmp_path / "rkdo" / "cli" / "main.py"
     main.write_text(main.read_text().replace("import argparse\n", "import argparse\nimport torch\n"
                                              "import sklearn\n", 1))
-    assert _heavy_modules_loaded("--help", source=tmp_path) == ["torch", "sklearn"]
+    assert _heavy_modules_loaded("--help", source=tmp_path) == ["torch", "sklearn", "numpy"]
 
 
 def test_the_heavy_module_check_sees_an_import_in_a_declaration(tmp_path: Path) -> None:
@@ -122,7 +125,17 @@ def test_the_heavy_module_check_sees_an_import_in_a_declaration(tmp_path: Path) 
     shutil.copytree(PACKAGE, tmp_path / "rkdo", ignore=shutil.ignore_patterns("__pycache__"))
     declared = tmp_path / "rkdo" / "estimators" / "_embedding_defaults.py"
     declared.write_text(declared.read_text() + "\nimport sklearn  # noqa\nimport torch  # noqa\n")
-    assert _heavy_modules_loaded("embed", "--help", source=tmp_path) == ["torch", "sklearn"]
+    assert _heavy_modules_loaded("embed", "--help", source=tmp_path) == ["torch", "sklearn",
+                                                                         "numpy"]
+
+
+def test_the_heavy_module_check_sees_numpy_alone(tmp_path: Path) -> None:
+    """A copy whose fields module imports numpy at the top again: ``rkdo train --help`` (which
+    reads its MIN_POINTS) is caught."""
+    shutil.copytree(PACKAGE, tmp_path / "rkdo", ignore=shutil.ignore_patterns("__pycache__"))
+    fields = tmp_path / "rkdo" / "fields.py"
+    fields.write_text(fields.read_text() + "\nimport numpy  # noqa\n")
+    assert _heavy_modules_loaded("train", "--help", source=tmp_path) == ["numpy"]
 
 
 def _cycles(graph) -> list[list[str]]:

@@ -20,11 +20,15 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rkdo._io import atomic_writer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where arrays are made, not here: `rkdo train --help` reads MIN_POINTS
+# (through rkdo.training.config) and then starts without loading numpy
 
 __all__ = ["FIELDS_FILE", "MIN_POINTS", "Fields", "available_memory", "load_fields", "save_fields"]
 
@@ -50,6 +54,8 @@ class Fields:
     labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         self.teacher = np.asarray(self.teacher, dtype=np.float64)
         self.student = np.asarray(self.student, dtype=np.float64)
         if self.teacher.ndim != 3 or self.teacher.shape[1] != self.teacher.shape[2]:
@@ -89,6 +95,8 @@ class Fields:
 
 def _label_ids(labels: Any) -> np.ndarray:
     """Integer class ids of ``labels``: integers as they are, anything else by sorted value."""
+    import numpy as np
+
     labels = np.asarray(labels).reshape(-1)
     if labels.dtype.kind in "iub":
         return labels.astype(np.int64)
@@ -113,6 +121,8 @@ def _declared_arrays(file: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """``{name: (shape, dtype)}`` of an ``.npz`` archive's members, read from the npy headers
     only (no array data is loaded). Raises ``ValueError`` for anything that is not such an
     archive."""
+    import numpy as np
+
     fix = "write it with rkdo.fields.save_fields or `rkdo train --record-field N`"
     if not zipfile.is_zipfile(file):
         kind = ("a single .npy array, not an .npz archive of named arrays"
@@ -139,6 +149,8 @@ def _declared_arrays(file: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 def _check_declared(file: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     """Refuse object arrays, missing arrays and arrays that cannot fit in memory."""
+    import numpy as np
+
     objects = sorted(name for name, (_, dtype) in declared.items() if dtype.hasobject)
     if objects:
         raise ValueError(f"{file}: the arrays {objects} hold Python objects, which rkdo never "
@@ -165,6 +177,8 @@ def load_fields(path: str | Path) -> Fields:
     ``rkdo train --record-field N``). The archive is checked from its headers before any array
     is loaded (module docstring); every problem is a one-line ``ValueError``.
     """
+    import numpy as np
+
     path = Path(path)
     file = path / FIELDS_FILE if path.is_dir() else path
     if not file.is_file():
@@ -189,6 +203,8 @@ def load_fields(path: str | Path) -> Fields:
 
 def save_fields(path: str | os.PathLike[str], fields: Fields) -> Path:
     """Write ``fields`` to ``path`` (a ``.npz`` file) atomically, probabilities as float32."""
+    import numpy as np
+
     arrays = {
         "steps": fields.steps.astype(np.int64),
         "teacher": fields.teacher.astype(np.float32),
