@@ -303,3 +303,22 @@ def test_embed_plot_names_the_classes(tmp_path, monkeypatch) -> None:
                  str(tmp_path / "e.png"), "--max-points", "150", "--perplexity", "10",
                  "--max-iter", "60"]) == 0
     assert seen["class_names"] == list(load("digits").classes)
+    assert seen["title"] == "Digits (150 images), rkdo t-SNE"
+
+
+def test_embed_title_uses_display_names(tmp_path) -> None:
+    """The map's title names the data and the objective as a reader knows them (the README
+    picture's was "fashion-mnist: tsne, 70000 points")."""
+    import json
+
+    from rkdo.cli.estimators import embed_title
+
+    assert embed_title("fashion-mnist", 70000, "tsne") == ("Fashion-MNIST (70,000 images), "
+                                                           "rkdo t-SNE")
+    assert embed_title(str(tmp_path / "x.csv"), 1234, "infonce", 0.3) == (
+        "x.csv (1,234 points), rkdo InfoNCE, recursive (alpha 0.3)")
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"dataset": "cifar10"}))
+    assert embed_title(str(run), 10000, "neg") == (
+        "CIFAR-10 test features of run r1 (10,000 points), rkdo negative sampling")

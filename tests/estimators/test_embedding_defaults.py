@@ -22,3 +22,11 @@ def test_the_choices_are_the_estimators() -> None:
     assert _embedding_defaults.DEFAULTS["objective"] in _embedding_defaults.OBJECTIVES
     assert _embedding_defaults.DEFAULTS["method"] in _embedding_defaults.SOLVERS
     assert _embedding_defaults.DEFAULTS["init"] in _embedding_defaults.INITS
+
+
+def test_every_objective_and_dataset_has_a_display_name() -> None:
+    """``rkdo embed --plot``'s title prints these: a new objective or dataset needs one."""
+    from rkdo.vision.catalogue import DATASETS, DISPLAY_NAMES
+
+    assert set(_embedding_defaults.OBJECTIVE_NAMES) == set(_embedding_defaults.OBJECTIVES)
+    assert set(DISPLAY_NAMES) == set(DATASETS)

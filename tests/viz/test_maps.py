@@ -65,7 +65,8 @@ def test_embedding_markers_shrink_with_n_and_classes_get_their_names(tmp_path,
     assert sizes[0][0] > sizes[1][0] > sizes[2][0] >= 0.5
     assert sizes[0][1] >= sizes[1][1] > sizes[2][1] >= 0.15
     captured = {}
-    monkeypatch.setattr(maps, "save_figure", lambda figure, out: captured.setdefault("f", figure))
+    monkeypatch.setattr(maps, "save_figure",
+                        lambda figure, out, **_: captured.setdefault("f", figure))
     rng = np.random.default_rng(0)
     plot_embedding(rng.normal(size=(50, 2)), np.arange(50) % 3, tmp_path / "m.png",
                    class_names=["T-shirt/top", "Trouser", "Pullover"])
@@ -76,3 +77,32 @@ def test_embedding_markers_shrink_with_n_and_classes_get_their_names(tmp_path,
     with pytest.raises(ValueError, match="class_names has 2 names"):
         plot_embedding(rng.normal(size=(6, 2)), np.arange(6) % 3, tmp_path / "m.png",
                        class_names=["a", "b"])
+
+
+def test_a_dense_map_is_a_palette_png_close_to_the_full_colour_one(tmp_path,
+                                                                      monkeypatch) -> None:
+    """20,000 translucent points blend into thousands of shades: the map is written with a
+    256-colour palette, smaller than matplotlib's full-colour PNG of the same figure and within
+    a few levels of it pixel by pixel (the legend's class colours included)."""
+    from rkdo.viz.figures import save_figure
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(20_000) % 10
+    points = rng.normal(size=(20_000, 2)) + 4 * rng.normal(size=(10, 2))[labels]
+    captured = {}
+
+    def keep(figure, out, **options):
+        captured.update(figure=figure, options=options)
+        return save_figure(figure, out, **options)
+
+    monkeypatch.setattr(maps, "save_figure", keep)
+    out = plot_embedding(points, labels, tmp_path / "map.png", dpi=100, title="t")
+    full = save_figure(captured["figure"], tmp_path / "full.png")
+    with Image.open(out) as reduced, Image.open(full) as reference:
+        assert reduced.mode == "P" and len(reduced.getcolors(256) or []) <= 256
+        a = np.asarray(reduced.convert("RGB")).astype(int)
+        b = np.asarray(reference.convert("RGB")).astype(int)
+        assert len(np.unique(b.reshape(-1, 3), axis=0)) > 1000  # many shades to reduce
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= 32 and np.abs(a - b).mean() < 1.5  # measured: 13 and 0.42
+    assert out.stat().st_size < 0.5 * full.stat().st_size  # measured: 0.26

@@ -16,6 +16,7 @@ writability before any computing; an interrupted command writes nothing; the est
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -116,6 +117,25 @@ def _check_device(name: str) -> None:
     resolve_device(name)
 
 
+def embed_title(data: str, n: int, objective: str, alpha: float = 0.0) -> str:
+    """The title of ``rkdo embed --plot``'s map, in display names: "Fashion-MNIST (70,000
+    images), rkdo t-SNE"; a file or run directory by its name, points rather than images."""
+    from rkdo.estimators._embedding_defaults import OBJECTIVE_NAMES
+    from rkdo.vision.catalogue import DISPLAY_NAMES
+
+    what = f"{n:,} points"
+    if data in DISPLAY_NAMES:
+        name, what = DISPLAY_NAMES[data], f"{n:,} images"
+    elif (Path(data) / "config.json").is_file():  # a run directory: its encoder's features
+        dataset = json.loads((Path(data) / "config.json").read_text()).get("dataset", "")
+        run = Path(data).resolve().name
+        name = f"{DISPLAY_NAMES.get(dataset, dataset)} test features of run {run}"
+    else:
+        name = Path(data).name
+    recursive = f", recursive (alpha {alpha:g})" if alpha else ""
+    return f"{name} ({what}), rkdo {OBJECTIVE_NAMES.get(objective, objective)}{recursive}"
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
     from sklearn.decomposition import PCA
@@ -141,7 +161,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         from rkdo.viz.maps import plot_embedding
 
         colours = np.zeros(len(x), dtype=int) if labels is None else labels
-        title = f"{Path(args.data).name}: {args.objective}, {len(x)} points"
+        title = embed_title(args.data, len(x), args.objective, args.alpha)
         names = None if labels is None else class_names(args.data)
         written = plot_embedding(embedding, colours, args.plot, title=title, class_names=names)
         print(f"wrote {written}")

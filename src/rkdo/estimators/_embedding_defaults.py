@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["DEFAULTS", "OBJECTIVES", "SOLVERS", "INITS", "MIN_SAMPLES"]
+__all__ = ["DEFAULTS", "OBJECTIVES", "OBJECTIVE_NAMES", "SOLVERS", "INITS", "MIN_SAMPLES"]
 
 OBJECTIVES = ("tsne", "sne", "infonce", "neg")
+OBJECTIVE_NAMES = {"tsne": "t-SNE", "sne": "SNE", "infonce": "InfoNCE",
+                   "neg": "negative sampling"}
+"""Each objective as figures print it."""
 SOLVERS = ("auto", "exact", "fft", "sampled")
 INITS = ("pca", "random", "spectral")
 

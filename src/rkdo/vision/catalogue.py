@@ -8,11 +8,14 @@ load, build and corrupt, import them from here.
 
 from __future__ import annotations
 
-__all__ = ["DATASETS", "IMAGEFOLDER_PREFIX", "IMAGEFOLDER_SIZE", "STL10_SIZE", "ENCODERS",
-           "NOISE_KINDS", "dataset_kind", "default_image_size"]
+__all__ = ["DATASETS", "DISPLAY_NAMES", "IMAGEFOLDER_PREFIX", "IMAGEFOLDER_SIZE", "STL10_SIZE",
+           "ENCODERS", "NOISE_KINDS", "dataset_kind", "default_image_size"]
 
 DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "cifar10", "cifar100", "stl10")
 """Named datasets; ``"imagefolder:PATH"`` is accepted as well."""
+DISPLAY_NAMES = {"digits": "Digits", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                 "cifar100": "CIFAR-100", "stl10": "STL-10"}
+"""Each named dataset as figures and tables print it."""
 IMAGEFOLDER_PREFIX = "imagefolder:"
 STL10_SIZE = 64
 """STL-10's 96 px images are resized to this side once, at load time (as in the paper)."""
