@@ -100,6 +100,7 @@ def test_a_dense_map_is_a_palette_png_close_to_the_full_colour_one(tmp_path,
     full = save_figure(captured["figure"], tmp_path / "full.png")
     with Image.open(out) as reduced, Image.open(full) as reference:
         assert reduced.mode == "P" and len(reduced.getcolors(256) or []) <= 256
+        assert reduced.info["dpi"] == pytest.approx(reference.info["dpi"])  # the print size
         a = np.asarray(reduced.convert("RGB")).astype(int)
         b = np.asarray(reference.convert("RGB")).astype(int)
         assert len(np.unique(b.reshape(-1, 3), axis=0)) > 1000  # many shades to reduce

@@ -48,4 +48,6 @@ def save_figure(figure: Any, out: str | Path, *, palette: int | None = None) -> 
     with Image.open(drawn) as image:
         reduced = image.convert("RGB").quantize(palette, method=Image.Quantize.MAXCOVERAGE,
                                                 kmeans=2, dither=Image.Dither.NONE)
-    return atomic_writer(out, lambda tmp: reduced.save(tmp, format="png", optimize=True))
+        dpi = image.info.get("dpi", (figure.dpi, figure.dpi))  # kept: the print size
+    return atomic_writer(out, lambda tmp: reduced.save(tmp, format="png", optimize=True,
+                                                       dpi=dpi))
