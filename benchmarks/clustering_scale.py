@@ -320,9 +320,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", action="store_true",
                         help="print the table from --store only, fitting nothing")
     parser.add_argument("--estimator", default=None,
-                        help="KernelClustering source hash whose stored cells to use (default: "
-                             "the installed estimator's); with --report, an older estimator's "
-                             "figures")
+                        help="KernelClustering code hash (clustering.py's estimator_hash) "
+                             "whose stored cells to use (default: the installed estimator's); "
+                             "with --report, an older estimator's figures (older source-text "
+                             "hashes too)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds after which a method's process is stopped and the method "
                              "left without a cell (default: none)")
