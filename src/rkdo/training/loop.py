@@ -183,6 +183,7 @@ class TrainingLoop:
         for step_index, index in parts.batches(self.sampler, self.step, config.epochs):
             if stop_after is not None and step_index >= stop_after:
                 self._checkpoint(step_index)
+                self._wait_for_writer()
                 self._close()
                 return {"stopped_at": step_index}
             loss = self._step(step_index, index.to(self.device))
@@ -264,10 +265,20 @@ class TrainingLoop:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.control)
         return int(flag.item()) or None
 
+    def _wait_for_writer(self) -> None:
+        """Under torchrun, every rank waits here until rank 0 has written its checkpoint.
+
+        Without it a non-writing rank tears its process group down while rank 0 still
+        writes, and gloo may abort that rank at exit ("terminate called without an active
+        exception", about one stop in ten)."""
+        if distributed.is_distributed():
+            dist.barrier(group=self.control)
+
     def _interrupted(self, done: int, signum: int) -> None:
         """A signal arrived during the step that ended at ``done``: checkpoint and stop."""
         self.signals.deferring = False
         self._checkpoint(done)
+        self._wait_for_writer()
         self._close()
         where = "" if self.signals.signum is not None else " (sent to another rank)"
         raise Interrupted(signum, (
