@@ -9,7 +9,12 @@ One step of the walk is the row-normalised symmetrised k-NN graph
 where ``S_ij = |N(i) ∩ N(j)|``, with ``N(i)`` the k nearest of ``i`` and ``i`` itself, counts the
 walks of length 2 between them (shared-nearest-neighbour weighting: an edge inside a dense region
 has many, an edge that bridges two has few), raised to the power ``s = shared`` (0: unweighted;
-``True`` is 1),
+``True`` is 1). ``S`` is needed on the ``<= 2nk`` edges of ``A + A^T`` only, so it is counted
+there, ``S_ij = sum_{a,b} [N(i)_a = N(j)_b]`` over the two lists of ``k + 1`` (a multiset
+count: ``(M M^T)_ij`` for ``M_il`` = how often ``l`` is in ``N(i)``, so a point listed twice by
+an approximate search counts as in the product), in chunks of edges: memory ``O(n k)``, not the
+``O(sum_l indegree(l)^2) >= O(n k^2)`` of forming ``M M^T``; the price is ``(k + 1)^2``
+vectorised comparisons an edge, ``O(n k^3)`` time (the product's is ``O(n k^2)``),
 
 and the supervisory distribution is the propagated graph, a uniform mixture of walk lengths,
 
@@ -34,15 +39,47 @@ from rkdo.calibration import calibrate_gaussian
 from rkdo.estimators._knn import knn_search
 from rkdo.estimators._user_warning import warn_user
 
-__all__ = ["SupervisoryGraph"]
+__all__ = ["SupervisoryGraph", "shared_counts"]
+
+_CHUNK = 1 << 23  # neighbour-list entries of one side gathered at once (32 MiB of int32)
+
+
+def shared_counts(indices: np.ndarray, indptr: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``S_ij = |N(i) ∩ N(j)|`` (module docstring) for every stored entry ``(i, j)`` of the CSR
+    structure ``(indptr, columns)``, in its order; ``indices`` ``(n, k)`` are the k nearest of
+    each point. Entries are counted with multiplicity, exactly the ``(i, j)`` entry of
+    ``M M^T`` for ``M`` the ``(n, n)`` matrix that counts how often ``l`` is listed in ``N(i)``."""
+    n, k = indices.shape
+    dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    # one neighbour list a column, sorted: (k + 1, n), so one position of all lists is contiguous
+    lists = np.concatenate([indices, np.arange(n)[:, None]], axis=1).astype(dtype)
+    lists = np.ascontiguousarray(np.sort(lists, axis=1).T)
+    counts = np.empty(len(columns), dtype=np.min_scalar_type((k + 1) ** 2))
+    step = max(1, _CHUNK // (k + 1))
+    row_of = np.searchsorted(indptr, np.arange(0, len(columns), step), side="right") - 1
+    for number, start in enumerate(range(0, len(columns), step)):
+        stop = min(start + step, len(columns))
+        first = row_of[number]
+        last = np.searchsorted(indptr, stop - 1, side="right") - 1
+        rows = np.repeat(np.arange(first, last + 1), np.diff(
+            np.clip(indptr[first:last + 2], start, stop)))
+        left = np.take(lists, rows, axis=1)
+        right = np.take(lists, columns[start:stop], axis=1)
+        total = np.zeros(stop - start, dtype=counts.dtype)
+        same = np.empty(stop - start, dtype=bool)
+        for a in range(k + 1):
+            for b in range(k + 1):
+                total += np.equal(left[a], right[b], out=same)
+        counts[start:stop] = total
+    return counts
 
 
 class SupervisoryGraph:
     """``P1`` as CSR tensors (``indptr``, ``indices``, row-cumulative weights) and its walks."""
 
-    n_neighbors: int | None = None  # the k of the k-NN graph, when built by :meth:`build`
-
-    def __init__(self, matrix: sp.csr_matrix, walk_length: int) -> None:
+    def __init__(self, matrix: sp.csr_matrix, walk_length: int, *,
+                 n_neighbors: int | None = None) -> None:
+        self.n_neighbors = n_neighbors  # the k of the k-NN graph, when built by :meth:`build`
         matrix = sp.csr_matrix(matrix, dtype=np.float64)
         matrix.setdiag(0.0)
         matrix.eliminate_zeros()
@@ -81,12 +118,11 @@ class SupervisoryGraph:
         adjacency = sp.csr_matrix((weights.ravel(), (rows, indices.ravel())), shape=(n, n))
         symmetric = (adjacency + adjacency.T) * 0.5
         if shared:
-            member = sp.csr_matrix((np.ones(n * k), (rows, indices.ravel())), shape=(n, n))
-            member = member + sp.identity(n, format="csr")
-            symmetric = symmetric.multiply((member @ member.T).power(float(shared)))
-        graph = cls(symmetric, walk_length)
-        graph.n_neighbors = k
-        return graph
+            symmetric.sum_duplicates()
+            counts = shared_counts(indices, symmetric.indptr, symmetric.indices)
+            factor = counts.astype(np.float64)
+            symmetric.data *= np.power(factor, float(shared), out=factor)
+        return cls(symmetric, walk_length, n_neighbors=k)
 
     def spectral(self, n_components: int, random_state: int) -> np.ndarray:
         """``(n, n_components)`` leading eigenvectors of ``D^-1/2 W D^-1/2`` mapped back by
