@@ -117,6 +117,7 @@ class SupervisoryGraph:
         rows = np.repeat(np.arange(n), k)
         adjacency = sp.csr_matrix((weights.ravel(), (rows, indices.ravel())), shape=(n, n))
         symmetric = (adjacency + adjacency.T) * 0.5
+        del adjacency, weights, rows  # O(n k) each: not held through the steps below
         if shared:
             symmetric.sum_duplicates()
             counts = shared_counts(indices, symmetric.indptr, symmetric.indices)
