@@ -67,6 +67,17 @@ def test_a_point_listed_twice_counts_as_the_product_does() -> None:
     assert counts[position] == 1 + 2 * 2  # N(1) = {0, 1, 1}: 0 once, 1 twice on both sides
 
 
+def test_counts_beyond_k_plus_one_keep_their_value() -> None:
+    """A degenerate list can push ``S_ij`` to ``(k + 1)^2``, past a byte: here point 1 lists
+    itself k times, ``S_11 = 17^2`` and ``S_01 = 16 * 17``."""
+    k = 16
+    indices = np.array([[1] * k, [1] * k, [0] * k])
+    _check(indices)
+    edges = _edges(indices)
+    counts = shared_counts(indices, edges.indptr, edges.indices)
+    np.testing.assert_array_equal(counts, [16 * 17, 16, 16 * 17, 17 * 17, 16])
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 7, 12, 1000])
 def test_chunks_that_split_rows_change_nothing(monkeypatch, chunk) -> None:
     x = np.random.default_rng(5).normal(size=(60, 3))
