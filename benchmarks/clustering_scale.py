@@ -66,6 +66,7 @@ _BATCH = 50_000  # copies deformed at once
 _NESTED = ("k-NN search", "warm start")  # stages inside another (graph; start)
 OUTSIDE = "rest of fit (input checks, final assignments, centres)"
 _SAMPLE_S = 2.0  # seconds between two samples of RSS and load
+_INHERITED = object()  # a wrapped attribute the owner only inherited
 
 
 # ------------------------------------------------------------------ data
@@ -88,12 +89,14 @@ def deform(images: np.ndarray, angles: np.ndarray, shifts: np.ndarray) -> np.nda
     return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-def fashion_1m(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fashion_1m(n: int, seed: int = 0, originals: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x (n, 784) float32 in [0, 1], labels, source)``: the construction of the module
-    docstring; ``source[i]`` is the original image that row ``i`` was made from."""
+    docstring; ``source[i]`` is the original image that row ``i`` was made from.
+    ``originals``: the 70,000 ``(images, labels)`` already loaded (default: ``clustering.load``)."""
     from clustering import load
 
-    originals, classes = load("fashion-70k")
+    originals, classes = load("fashion-70k") if originals is None else originals
     rng = np.random.default_rng(seed)
     if n <= N_ORIGINAL:
         source = np.sort(rng.permutation(N_ORIGINAL)[:n])
@@ -131,6 +134,7 @@ class Monitor:
         self.loads: list[float] = [os.getloadavg()[0]]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._wrapped: list[tuple[object, str, object]] = []  # put back on exit
 
     def _sample(self) -> None:
         while not self._stop.wait(_SAMPLE_S):
@@ -147,6 +151,11 @@ class Monitor:
         self._stop.set()
         self._thread.join()
         self.loads.append(os.getloadavg()[0])
+        for owner, name, stored in reversed(self._wrapped):
+            if stored is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, stored)
 
     def wrap(self, owner: object, name: str, label: str) -> None:
         """Time every call of ``owner.name`` as stage ``label`` (nothing if it is gone)."""
@@ -173,6 +182,8 @@ class Monitor:
                       f"sampled peak RSS {peak / 2**30:.2f} GiB, load "
                       f"{os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
+        # as stored (a classmethod stays one); absent if inherited
+        self._wrapped.append((owner, name, vars(owner).get(name, _INHERITED)))
         setattr(owner, name, timed)
 
 

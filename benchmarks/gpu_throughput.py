@@ -1,8 +1,9 @@
-"""GPU throughput: training steps, the reference's PIL pipeline, the losses to OOM, an embedding.
+"""GPU throughput: training steps, PIL pipeline, losses to OOM, an embedding, KernelClustering.
 
-Four parts, one JSON (``--out``) and one markdown table (``--table``, default ``--out`` with
-``.md``); a part that would start after ``--budget-s`` seconds is recorded as skipped, and
-errors are recorded per cell, so one run fits an 8-minute slot on one GPU.
+Five parts (``--parts``, default all), one JSON (``--out``) and one markdown table (``--table``,
+default ``--out`` with ``.md``), both rewritten after every part and every clustering cell, so a
+run stopped at its time limit keeps what it finished; a part (or clustering cell) that would
+start after ``--budget-s`` seconds is recorded as skipped, and errors are recorded per cell.
 
 1. **Training steps**: a random batch of uint8 32 px RGB images on the device, two views by
    :class:`rkdo.vision.augment.TwoViews` (on the device), ``model(v1)``, ``model(v2)``, the
@@ -21,39 +22,71 @@ errors are recorded per cell, so one run fits an 8-minute slot on one GPU.
    the notebooks' plain softmax + ``kl_div`` (``benchmarks/loss_speed.py``), at B = 512 ...
    65,536 (d = 64): median ms and peak memory (``max_memory_allocated``) until each runs out.
 4. **NeighbourEmbedding** (t-SNE objective, exact/auto method) on Fashion-MNIST's 70,000
-   images with ``device="cuda"``: fit seconds.
+   images with ``device="cuda"``: fit seconds (random pixels, labelled so, if the files are
+   missing).
+5. **KernelClustering** (issue 18, item 5) with its defaults, ``random_state=0`` and
+   ``device="cuda"``, one cell per ``--cluster-points`` (default 70000), smallest first: up to
+   70,000 a seeded subset of Fashion-MNIST's train + test images (all of them at 70,000, pixels
+   in [0, 1], as ``benchmarks/clustering.py`` loads them), above that the Fashion-MNIST 1M
+   construction of ``benchmarks/clustering_scale.py`` (originals + rotated and shifted copies,
+   built on the CPU: ``build_s``, not in the fit). Per cell: fit seconds between
+   ``torch.cuda.synchronize`` calls, peak device memory (``max_memory_allocated``, reset before
+   the fit), the process's peak RSS, NMI and ARI against the labels, epochs run, and the fit's
+   stages (wall seconds, by wrapping the estimator's internals as ``clustering_scale.py``
+   does; a stage ends when its Python call returns, and training syncs every step). An
+   untimed 1,000-point fit on the device comes first (CUDA context, kernels). The data is
+   loaded before any part starts: without the IDX files (``--fashion-root DIR``, default the
+   system folder) the run stops at once with a message naming that flag; above 100,000 points
+   pynndescent must be importable (checked at the start too).
 
     python benchmarks/gpu_throughput.py --out docs/results/gpu/gpu_throughput.json
     python benchmarks/gpu_throughput.py --smoke --out /tmp/gpu_smoke.json   # CPU, seconds
 
+On the device machine (one H200, 16 cores, no network), the clustering rows alone, with the data
+and pynndescent's wheel carried in ``.device/`` (docs/results/gpu.md: how to make it; ~7 min:
+70k ~0.5 min, the 1M set's construction ~1.5 min and its fit ~4-5 min, most of both on one CPU
+core; ``timeout_s`` 570, ``carry`` [".device"])::
+
+    set -o pipefail; python3 -m pip install -q --no-index --no-deps --no-compile \
+      --no-cache-dir --target /tmp/site .device/whl/*.whl && \
+    export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 && \
+    python3 benchmarks/gpu_throughput.py --parts clustering --cluster-points 70000 1000000 \
+      --fashion-root .device/fashion-mnist --out $OUT/gpu_clustering.json 2>&1 | tee $OUT/log.txt
+
 ``--smoke`` proves every part on a CPU at toy sizes (small CNN, batch 8, no compile, losses at
-B = 32 / 64, a 300-point embedding); it is what the test suite runs.
+B = 32 / 64, a 300-point embedding, KernelClustering on 300 points: Fashion-MNIST if found,
+else scikit-learn's digits); it is what the test suite runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rkdo.losses import IConLoss, RKDOLoss
 from rkdo.methods import get as get_method
 from rkdo.vision.augment import TwoViews
+from rkdo.vision.idx import FASHION_MNIST_SYSTEM_ROOT
 from rkdo.vision.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loss_speed import notebook_icon, notebook_rkdo  # noqa: E402
 
 METHODS = ("icon", "rkdo")
+PARTS = ("train", "pil", "losses", "embedding", "clustering")
 
 
 def _sync(device: torch.device) -> None:
@@ -256,7 +289,7 @@ def embedding_cell(args: argparse.Namespace, device: torch.device) -> dict:
     from rkdo.vision.data import DataError, load
 
     try:
-        data = load("fashion-mnist")
+        data = load("fashion-mnist", root=args.fashion_root)
         points = torch.cat([data.train.images, data.test.images]).flatten(1)
         source = "fashion-mnist train + test"
     except DataError:
@@ -271,24 +304,144 @@ def embedding_cell(args: argparse.Namespace, device: torch.device) -> dict:
             "device": str(device), "fit_s": time.perf_counter() - start}
 
 
+# --- part 5: KernelClustering ---------------------------------------------------------------
+
+FASHION_HELP = ("pass --fashion-root DIR, a folder with Fashion-MNIST's four IDX files (.gz or "
+                "raw; docs/results/gpu.md says how to carry them to the device machine), or "
+                "leave clustering out of --parts")
+
+
+def fashion_originals(root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The 70,000 Fashion-MNIST images (train then test) as ``(n, 784)`` float32 in [0, 1] and
+    their labels, as ``benchmarks/clustering.py`` loads them; ``DataError`` if missing."""
+    from rkdo.vision.data import load
+
+    splits = load("fashion-mnist", root=root)
+    images = torch.cat([splits.train.images, splits.test.images]).flatten(1).numpy()
+    labels = np.concatenate([np.asarray(splits.train.labels), np.asarray(splits.test.labels)])
+    return images.astype(np.float32) / float(images.max()), labels.astype(np.int64)
+
+
+def cluster_data(args: argparse.Namespace) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+    """Fashion-MNIST's 70,000 originals; with ``--smoke`` scikit-learn's digits if the files
+    are missing (the smoke proves the part, not the figure)."""
+    from rkdo.vision.data import DataError
+
+    where = "fashion-mnist" + ("" if args.fashion_root is None else f" ({args.fashion_root})")
+    try:
+        return where, fashion_originals(args.fashion_root)
+    except DataError:
+        if not args.smoke:
+            raise
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return "digits (smoke: fashion-mnist not found)", (
+        (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64))
+
+
+def cluster_cell(name: str, originals: tuple[np.ndarray, np.ndarray], points: int,
+                 device: torch.device) -> dict:
+    """KernelClustering with its defaults (seed 0) on ``points`` of the construction of
+    ``benchmarks/clustering_scale.py`` (a seeded subset up to 70,000, then deformed copies):
+    fit seconds between device syncs, peak device memory, NMI and ARI, the fit's stages."""
+    import warnings
+
+    from clustering_scale import N_ORIGINAL, Monitor, _instrument, fashion_1m
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from rkdo.estimators import KernelClustering
+
+    start = time.perf_counter()
+    if len(originals[0]) < N_ORIGINAL:  # the smoke's stand-in: a seeded subset
+        chosen = np.sort(np.random.default_rng(0).permutation(len(originals[0]))[:points])
+        x, labels = originals[0][chosen], originals[1][chosen]
+    else:
+        x, labels, _ = fashion_1m(points, 0, originals)
+    build_s = time.perf_counter() - start
+    estimator = KernelClustering(random_state=0, device=str(device))
+    _peak_reset(device)
+    with Monitor() as monitor, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _instrument(monitor)
+        _sync(device)
+        start = time.perf_counter()
+        estimator.fit(x)
+        _sync(device)
+        fit_s = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    predicted = estimator.labels_
+    return {"data": name, "points": len(x), "device": str(device), "seed": 0,
+            "build_s": build_s, "fit_s": fit_s,
+            "peak_device_mib": None if peak is None else peak / 2 ** 20,
+            "peak_rss_gib": _peak_rss_gib(),
+            "nmi": float(normalized_mutual_info_score(labels, predicted)),
+            "ari": float(adjusted_rand_score(labels, predicted)),
+            "n_iter": int(estimator.n_iter_), "n_neighbors": int(estimator.n_neighbors_),
+            "load": [min(monitor.loads), max(monitor.loads)],
+            "stages": [{"stage": stage["stage"], "depth": stage["depth"],
+                        "seconds": stage["seconds"]} for stage in monitor.stages]}
+
+
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+
+
+def cluster_cells(args: argparse.Namespace, device: torch.device, start: float,
+                  save: Callable[[dict], None]) -> list[dict]:
+    """One cell per ``--cluster-points``, smallest first; a cell that would start after
+    ``--budget-s`` is skipped; each finished cell is saved at once (a killed run keeps it)."""
+    name, originals = args.cluster_data or cluster_data(args)
+    rows: list[dict] = []
+    if device.type == "cuda":  # CUDA context, cuBLAS handles, kernels: not in the first cell
+        from rkdo.estimators import KernelClustering
+
+        KernelClustering(random_state=0, device=str(device), max_iter=2).fit(originals[0][:1000])
+    for points in sorted(args.cluster_points):
+        if time.perf_counter() - start > args.budget_s:
+            rows.append({"data": name, "points": points, "skipped": "time budget spent"})
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] KernelClustering on {points:,} points, "
+              f"{device}", flush=True)
+        try:
+            rows.append(cluster_cell(name, originals, points, device))
+        except Exception as error:  # an OOM at 1M must not lose the 70k cell
+            rows.append({"data": name, "points": points, "error": f"{type(error).__name__}: "
+                                                                 f"{error}"[:300]})
+        print(json.dumps(rows[-1])[:400], flush=True)
+        save({"clustering": rows})
+    return rows
+
+
 # --- the run, the JSON and the table --------------------------------------------------------
 
-def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def run(args: argparse.Namespace, device: torch.device,
+        save: Callable[[dict], None] = lambda report: None) -> dict[str, Any]:
+    """Every part of ``--parts`` in order; ``save(report)`` after each (a killed run keeps the
+    parts it finished)."""
     start = time.perf_counter()
-    images = torch.randint(0, 256, (args.pool, 3, args.size, args.size), dtype=torch.uint8,
-                           device=device)
     report: dict[str, Any] = {"environment": environment(device, args), "train": [],
-                              "pil": None, "losses": [], "embedding": None}
-    cells = train_grid(args)
-    for cell in sorted(cells, key=lambda c: c["compile"] == "on"):  # compiled cells last
-        if time.perf_counter() - start > args.budget_s * args.train_share:
-            report["train"].append({**cell, "skipped": "time budget spent"})
-            continue
-        report["train"] += train_cell(cell, images, args)
+                              "pil": None, "losses": [], "embedding": None, "clustering": []}
+    if "train" in args.parts:
+        images = torch.randint(0, 256, (args.pool, 3, args.size, args.size), dtype=torch.uint8,
+                               device=device)
+        cells = train_grid(args)
+        for cell in sorted(cells, key=lambda c: c["compile"] == "on"):  # compiled cells last
+            if time.perf_counter() - start > args.budget_s * args.train_share:
+                report["train"].append({**cell, "skipped": "time budget spent"})
+                continue
+            report["train"] += train_cell(cell, images, args)
+        save(report)
     parts = [("pil", lambda: pil_cell(args, device)),
              ("losses", lambda: loss_cells(args, device, start)),
-             ("embedding", lambda: embedding_cell(args, device))]
+             ("embedding", lambda: embedding_cell(args, device)),
+             ("clustering", lambda: cluster_cells(args, device, start,
+                                                  lambda part: save({**report, **part})))]
     for key, part in parts:
+        if key not in args.parts:
+            continue
         if time.perf_counter() - start > args.budget_s:
             report[key] = {"skipped": "time budget spent"}
             continue
@@ -297,6 +450,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         except Exception as error:
             report[key] = {"error": f"{type(error).__name__}: {error}"[:300]}
         print(json.dumps({key: report[key]})[:400], flush=True)
+        save(report)
     report["elapsed_s"] = time.perf_counter() - start
     return report
 
@@ -304,9 +458,14 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 def environment(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU {platform.processor() or platform.machine()}")
-    return {"torch": torch.__version__, "device": str(device), "device_name": name,
-            "threads": torch.get_num_threads(), "smoke": args.smoke, "steps": args.steps,
-            "warmup": args.warmup, "budget_s": args.budget_s}
+    import scipy
+    import sklearn
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "sklearn": sklearn.__version__, "device": str(device), "device_name": name,
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "load": os.getloadavg()[0], "parts": list(args.parts), "smoke": args.smoke,
+            "steps": args.steps, "warmup": args.warmup, "budget_s": args.budget_s}
 
 
 def _train_table(rows: list[dict]) -> list[str]:
@@ -402,7 +561,29 @@ def markdown(report: dict[str, Any]) -> str:
     losses = report["losses"]
     lines += _loss_table(losses) if isinstance(losses, list) and losses else [str(losses)]
     lines += ["", "## NeighbourEmbedding", "", str(report["embedding"]), ""]
-    return "\n".join(lines)
+    lines += ["## KernelClustering (defaults, seed 0)", ""]
+    clustering = report["clustering"]
+    lines += (_cluster_table(clustering) if isinstance(clustering, list) and clustering
+              else [str(clustering)])
+    return "\n".join(lines) + "\n"
+
+
+def _cluster_table(rows: list[dict]) -> list[str]:
+    lines = ["| data | points | device | fit s | peak device MiB | peak RSS GiB | NMI | ARI | "
+             "epochs | load | stages (s) |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for row in rows:
+        if "fit_s" not in row:
+            why = row.get("error") or row.get("skipped")
+            lines.append(f"| {row['data']} | {row['points']:,} | {str(why)[:80]} |"
+                         + " - |" * 8)
+            continue
+        peak = "-" if row["peak_device_mib"] is None else f"{row['peak_device_mib']:.0f}"
+        stages = "; ".join(f"{'↳ ' * s['depth']}{s['stage']} {s['seconds']:.1f}"
+                           for s in row["stages"])
+        lines.append(f"| {row['data']} | {row['points']:,} | {row['device']} | {row['fit_s']:.1f} "
+                     f"| {peak} | {row['peak_rss_gib']:.2f} | {row['nmi']:.3f} | {row['ari']:.3f} "
+                     f"| {row['n_iter']} | {row['load'][0]:.1f}-{row['load'][1]:.1f} | {stages} |")
+    return lines
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -436,6 +617,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loss-steps", type=int, default=3)
     parser.add_argument("--embed-points", type=int, default=70_000)
     parser.add_argument("--embed-iter", type=int, default=750)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="parts to run, in the module docstring's order (default: all)")
+    parser.add_argument("--cluster-points", type=int, nargs="+", default=[70_000],
+                        help="points of each KernelClustering cell: up to 70,000 a seeded "
+                             "subset of Fashion-MNIST, above that the 1M construction of "
+                             "benchmarks/clustering_scale.py (default: 70000)")
+    parser.add_argument("--fashion-root", type=Path, default=None,
+                        help="folder with Fashion-MNIST's four IDX files (.gz or raw; default: "
+                             f"{FASHION_MNIST_SYSTEM_ROOT}, then rkdo's data folder)")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="start no part after this many seconds (default 420)")
     parser.add_argument("--train-share", type=float, default=0.55,
@@ -447,17 +637,50 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.pool, args.pil_encoder, args.pil_batch, args.pil_steps = 64, "small-cnn", 8, 2
         args.loss_batches, args.loss_steps = [32, 64], 1
         args.embed_points, args.embed_iter = 300, 50
+        args.cluster_points = [300]
+    if min(args.cluster_points) < 20:
+        parser.error(f"--cluster-points must be at least 20 (10 clusters need points), got "
+                     f"{min(args.cluster_points)}")
+    args.cluster_data = None
     return args
+
+
+def _preload(args: argparse.Namespace) -> None:
+    """Load the clustering part's data before any GPU time is spent; exit with the flag to
+    pass if the files are missing."""
+    from rkdo.vision.data import DataError
+
+    if "clustering" not in args.parts or args.smoke:
+        return
+    from rkdo.estimators._knn import APPROXIMATE_ABOVE
+
+    if max(args.cluster_points) > APPROXIMATE_ABOVE and find_spec("pynndescent") is None:
+        sys.exit(f"gpu_throughput: --cluster-points above {APPROXIMATE_ABOVE:,} needs "
+                 "pynndescent (KernelClustering's k-NN search there); install it or carry its "
+                 "wheel (docs/results/gpu.md), or ask for 70000 only")
+    try:
+        args.cluster_data = cluster_data(args)
+    except DataError:
+        where = args.fashion_root or f"{FASHION_MNIST_SYSTEM_ROOT} or rkdo's data folder"
+        sys.exit(f"gpu_throughput: the clustering part needs Fashion-MNIST, whose IDX files are "
+                 f"not in {where}: {FASHION_HELP}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    _preload(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    report = run(args, device)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     table = args.table or args.out.with_suffix(".md")
-    table.write_text(markdown(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def save(report: dict[str, Any]) -> None:
+        report = {"elapsed_s": time.perf_counter() - started, **report}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        table.write_text(markdown(report))
+
+    report = run(args, device, save)
+    save(report)
     print(f"wrote {args.out} and {table} ({report['elapsed_s']:.0f} s)")
 
 

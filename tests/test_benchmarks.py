@@ -27,14 +27,38 @@ def test_benchmark_script_starts(script: Path) -> None:
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def fake_fashion(folder: Path, per_class: int = 30) -> None:
+    """Fashion-MNIST's four IDX files (gzip, uint8, big-endian dimensions) holding 10 classes
+    of ``per_class`` images each: a random binary template per class with 5% of its pixels
+    flipped, shuffled, the first 250 in train; the test images follow them in the data set."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    templates = rng.random((10, 28, 28)) < 0.3
+    labels = rng.permutation(np.repeat(np.arange(10), per_class))
+    images = (templates[labels] ^ (rng.random((len(labels), 28, 28)) < 0.05)) * 255
+    folder.mkdir(parents=True)
+    for split, part in (("train", slice(0, 250)), ("t10k", slice(250, None))):
+        for kind, array in (("images-idx3", images[part]), ("labels-idx1", labels[part])):
+            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+                size.to_bytes(4, "big") for size in array.shape)
+            with gzip.open(folder / f"{split}-{kind}-ubyte.gz", "wb") as handle:
+                handle.write(header + array.astype(np.uint8).tobytes())
+
+
 def test_gpu_throughput_smoke_writes_every_part(tmp_path: Path) -> None:
     """``--smoke`` runs every part of the GPU script on the CPU at toy sizes: a JSON with
-    training cells of both methods, the PIL pipeline, every loss at both batches and the
-    embedding, and a markdown table with its headline."""
-    out = tmp_path / "gpu.json"
+    training cells of both methods, the PIL pipeline, every loss at both batches, the
+    embedding and KernelClustering on 300 points of the ``--fashion-root`` files (10 separated
+    classes: the NMI against the written labels is near 1 only if images and labels are read
+    in the same order), and a markdown table with its headline."""
+    out, root = tmp_path / "gpu.json", tmp_path / "fashion"
+    fake_fashion(root)
     done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_throughput.py"), "--smoke",
-                           "--out", str(out), "--embed-iter", "20"], capture_output=True,
-                          text=True, timeout=600)
+                           "--out", str(out), "--embed-iter", "20", "--fashion-root", str(root)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     train = report["train"]
@@ -47,9 +71,41 @@ def test_gpu_throughput_smoke_writes_every_part(tmp_path: Path) -> None:
             "plain RKDO depth 3 (notebooks)"} <= names
     assert all("ms" in row for row in report["losses"]), report["losses"]
     assert report["embedding"]["points"] == 300 and report["embedding"]["fit_s"] > 0
+    assert report["embedding"]["data"] == "fashion-mnist train + test"
+    [cell] = report["clustering"]
+    assert cell["data"] == f"fashion-mnist ({root})" and cell["points"] == 300, cell
+    assert cell["device"] == "cpu" and cell["peak_device_mib"] is None and cell["fit_s"] > 0
+    assert cell["nmi"] > 0.9 and cell["ari"] > 0.8, cell
+    assert 1 <= cell["n_iter"] <= 50 and cell["n_neighbors"] == 10
+    stages = {stage["stage"] for stage in cell["stages"]}
+    assert {"k-NN search", "spectral embedding", "training epochs"} <= stages, stages
+    assert report["environment"]["parts"] == ["train", "pil", "losses", "embedding",
+                                              "clustering"]
     table = out.with_suffix(".md").read_text()
-    for heading in ("## Headline", "## Training steps", "PIL", "## Losses", "NeighbourEmbedding"):
+    for heading in ("## Headline", "## Training steps", "PIL", "## Losses", "NeighbourEmbedding",
+                    "## KernelClustering", f"| fashion-mnist ({root}) | 300 | cpu |"):
         assert heading in table
+
+
+def test_gpu_throughput_names_the_flag_when_fashion_is_missing(tmp_path: Path) -> None:
+    """Without Fashion-MNIST the clustering part stops the run before any part starts, with
+    one message that names ``--fashion-root``; the other parts run without it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_throughput",
+                                                  BENCHMARKS / "gpu_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "gpu.json"
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--parts", "clustering", "--fashion-root", str(tmp_path / "none"),
+                     "--out", str(out)])
+    assert "--fashion-root DIR" in str(stop.value) and str(tmp_path / "none") in str(stop.value)
+    assert not out.exists()
+    args = module.parse(["--parts", "pil", "--fashion-root", str(tmp_path / "none"),
+                         "--out", str(out)])
+    module._preload(args)  # nothing to load
+    assert args.cluster_data is None
 
 
 def test_loss_speed_memory_table(tmp_path: Path) -> None:
