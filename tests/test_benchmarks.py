@@ -88,8 +88,9 @@ def test_gpu_throughput_smoke_writes_every_part(tmp_path: Path) -> None:
 
 
 def test_gpu_throughput_names_the_flag_when_fashion_is_missing(tmp_path: Path) -> None:
-    """Without Fashion-MNIST the clustering part stops the run before any part starts, with
-    one message that names ``--fashion-root``; the other parts run without it."""
+    """Without Fashion-MNIST, ``--parts clustering`` stops the run before any part starts, with
+    one message that names ``--fashion-root``; the other parts run without it, and the default
+    run (no ``--parts``) records the clustering part as skipped with that message."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gpu_throughput",
@@ -106,6 +107,14 @@ def test_gpu_throughput_names_the_flag_when_fashion_is_missing(tmp_path: Path) -
                          "--out", str(out)])
     module._preload(args)  # nothing to load
     assert args.cluster_data is None
+    # no --parts (every part, as the commands written before part 5 ask): clustering is skipped
+    # with the same message, the run goes on
+    args = module.parse(["--fashion-root", str(tmp_path / "none"), "--out", str(out)])
+    module._preload(args)
+    assert args.cluster_data is None and "--fashion-root DIR" in args.cluster_skipped
+    args.parts = ["clustering"]  # run only the loop's handling of the skipped part
+    report = module.run(args, module.torch.device("cpu"))
+    assert report["clustering"] == {"skipped": args.cluster_skipped}
 
 
 def test_loss_speed_memory_table(tmp_path: Path) -> None:
