@@ -138,6 +138,24 @@ def test_bad_parameters_raise_in_fit(blobs) -> None:
         KernelClustering().fit(blobs[0], sample_weight=np.zeros(len(blobs[0])))
     with pytest.raises(ValueError, match="walk_length must be an integer >= 1"):
         KernelClustering(walk_length=0).fit(blobs[0])
+    with pytest.raises(ValueError, match="unknown device 'gpu'; choose auto, cpu, cuda"):
+        KernelClustering(device="gpu").fit(blobs[0])
+
+
+def test_a_missing_device_is_refused_before_any_work(blobs, monkeypatch) -> None:
+    """``device="cuda"`` on a machine without one fails in one line before the k-NN search
+    (minutes at a million points), not at the model's ``.to`` after the spectral start."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    searched = []
+    monkeypatch.setattr(SupervisoryGraph, "build",
+                        classmethod(lambda cls, *a, **k: searched.append(1)))
+    with pytest.raises(ValueError, match="'cuda' requested but no CUDA device is available"):
+        KernelClustering(device="cuda").fit(blobs[0])
+    assert not searched
+    monkeypatch.undo()
+    labels = KernelClustering(n_clusters=3, device="auto", max_iter=5,
+                              random_state=0).fit_predict(blobs[0])  # auto: the CPU here
+    assert normalized_mutual_info_score(blobs[1], labels) > 0.99
 
 
 @pytest.mark.parametrize("shared", [0.0, True, 2.0])

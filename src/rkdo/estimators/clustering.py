@@ -48,6 +48,7 @@ from sklearn.utils.validation import (
 from torch import Tensor, nn
 
 from rkdo._validation import check_choice, check_int, check_positive, check_unit_interval
+from rkdo.distributed import resolve_device
 from rkdo.estimators._cluster_defaults import AFFINITIES, INITS
 from rkdo.estimators._cluster_defaults import DEFAULTS as _D
 from rkdo.estimators._cluster_graph import SupervisoryGraph
@@ -102,7 +103,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
             start, which differs between restarts only in its KMeans seed; 3 from random).
             The final loss ranks partitions of the graph, not classes: from the spectral
             start more restarts cost time and gain little.
-        random_state, device, verbose: seed, torch device, progress bar.
+        random_state, device, verbose: seed, torch device (cpu, cuda, cuda:N, auto), progress bar.
 
     Attributes: ``labels_``, ``cluster_centers_`` (responsibility-weighted input means, in the
     input dtype), ``n_neighbors_`` (the k of the graph, after ``"auto"`` and clipping),
@@ -139,7 +140,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         "learning_rate": lambda v: check_positive("learning_rate", v),
         "n_init": lambda v: v if v == "auto" else check_int("n_init", v, low=1),
         "random_state": lambda v: v,
-        "device": lambda v: v,
+        "device": lambda v: v,  # resolved in _check_params: refused before any work
         "verbose": lambda v: v,
     }
 
@@ -181,6 +182,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     def _check_params(self, n: int) -> None:
         for name, check in self._constraints.items():
             check(getattr(self, name))
+        self._device = resolve_device(self.device)
         if self.n_clusters > n:
             raise ValueError(f"n_clusters must be <= n_samples = {n}, got {self.n_clusters}; "
                              "ask for fewer clusters")
@@ -220,7 +222,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         rows = x[index.numpy()]
         if sp.issparse(rows):
             rows = (rows.toarray() - self.mean_) * self.inverse_scale_
-        return torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
+        return torch.from_numpy(np.ascontiguousarray(rows)).to(self._device)
 
     def _graph(self, reduced) -> SupervisoryGraph:
         # distances do not see the centring, so sparse rows need none
@@ -251,13 +253,13 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     def _warm_start(self, model: nn.Module, x, start: np.ndarray, generator: torch.Generator
                     ) -> None:
         """Fit the network to the spectral start's hard labels (cross-entropy, Adam)."""
-        labels = torch.from_numpy(start.astype(np.int64)).to(self.device)
+        labels = torch.from_numpy(start.astype(np.int64)).to(self._device)
         optimiser = torch.optim.Adam(model.parameters(), lr=self.learning_rate)
         batch = min(self.batch_size, x.shape[0])
         for _ in range(max(_WARM_STEPS, _WARM_EPOCHS * math.ceil(x.shape[0] / batch))):
             rows = torch.randint(0, x.shape[0], (batch,), generator=generator)
             loss = nn.functional.cross_entropy(model(self._rows(x, rows)),
-                                               labels[rows.to(self.device)])
+                                               labels[rows.to(self._device)])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -268,7 +270,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = mlp(x.shape[1], _hidden(self.hidden_layer_sizes), self.n_clusters)
-        model = model.to(self.device)
+        model = model.to(self._device)
         if embedding is not None:
             from sklearn.cluster import KMeans
 
@@ -283,11 +285,11 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         ends = graph.walk(anchors, generator)
         log_f = torch.log_softmax(model(self._rows(x, anchors)), dim=-1)
         log_g = torch.log_softmax(target(self._rows(x, ends)), dim=-1)
-        w_end = weight[ends.to(self.device)]
+        w_end = weight[ends.to(self._device)]
         # N_c from the walk ends, scaled to the data's total weight
         log_mass = (torch.logsumexp(log_g + w_end.log()[:, None], dim=0)
                     + weight.sum().log() - w_end.sum().log())
-        shuffle = torch.randperm(len(anchors), generator=generator).to(self.device)
+        shuffle = torch.randperm(len(anchors), generator=generator).to(self._device)
         sharp = None
         if self.alpha > 0.0:
             with torch.no_grad():
@@ -296,8 +298,8 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
             pick = same_cluster(pooled, self.n_clusters, generator)[:len(anchors)]
             # a draw that lands on an anchor's own slot falls back on its walk end
             sharp = torch.where(pick >= len(anchors), pick - len(anchors),
-                                torch.arange(len(anchors))).to(self.device)
-        w_anchor = weight[anchors.to(self.device)]
+                                torch.arange(len(anchors))).to(self._device)
+        w_anchor = weight[anchors.to(self._device)]
         return clustering_loss(log_f, log_g, log_mass, w_anchor / w_anchor.mean(),
                                debias_p=self.debias_p, debias_q=self.debias_q, n=n,
                                shuffle=shuffle, sharp=sharp, alpha=self.alpha)
@@ -308,7 +310,7 @@ class KernelClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         generator = torch.Generator().manual_seed(seed)
         model = self._start(x, seed, embedding, generator)
         target = copy.deepcopy(model).requires_grad_(False) if self.ema > 0.0 else model
-        device_weight = weight.to(self.device)
+        device_weight = weight.to(self._device)
         curve, epochs = optimise(
             model, target,
             lambda anchors: self._batch_loss(model, target, x, graph, anchors, device_weight,
