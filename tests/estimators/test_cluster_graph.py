@@ -115,3 +115,27 @@ def test_n_neighbors_is_a_constructor_argument() -> None:
                                        n_neighbors=9, perplexity=30.0, walk_length=2,
                                        shared=2.0, random_state=0)
     assert graph.n_neighbors == 5
+
+
+@pytest.mark.parametrize("case", ["diagonal and zeros", "no diagonal", "empty last rows"])
+def test_constructor_drops_the_diagonal_as_setdiag_and_eliminate_zeros_do(case) -> None:
+    """The constructor's own removal of the diagonal and explicit zeros (canonical input) leaves
+    the arrays scipy's ``setdiag(0)`` + ``eliminate_zeros`` leave (the walk's draws follow
+    their order)."""
+    rng = np.random.default_rng(4)
+    dense = rng.random((9, 9)) * (rng.random((9, 9)) < 0.4)
+    dense = dense + dense.T
+    if case == "no diagonal":
+        np.fill_diagonal(dense, 0.0)
+    if case == "empty last rows":
+        dense[-3:], dense[:, -3:] = 0.0, 0.0
+    matrix = sp.csr_matrix(dense)
+    if case == "diagonal and zeros":
+        matrix.data[::5] = 0.0  # explicit zeros, still canonical
+        assert matrix.has_canonical_format and np.any(matrix.diagonal() != 0)
+    expected = matrix.copy()
+    expected.setdiag(0.0)
+    expected.eliminate_zeros()
+    graph = SupervisoryGraph(matrix, 2)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(graph.symmetric, name), getattr(expected, name))

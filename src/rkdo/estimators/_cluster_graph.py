@@ -81,8 +81,21 @@ class SupervisoryGraph:
                  n_neighbors: int | None = None) -> None:
         self.n_neighbors = n_neighbors  # the k of the k-NN graph, when built by :meth:`build`
         matrix = sp.csr_matrix(matrix, dtype=np.float64)
-        matrix.setdiag(0.0)
-        matrix.eliminate_zeros()
+        if matrix.has_canonical_format:
+            # what setdiag(0) + eliminate_zeros leave of a canonical matrix, order kept, without
+            # the COO round trip setdiag takes to insert n zeros (~3 copies of the graph)
+            rows = np.repeat(np.arange(matrix.shape[0], dtype=matrix.indices.dtype),
+                             np.diff(matrix.indptr))
+            keep = (matrix.indices != rows) & (matrix.data != 0.0)
+            del rows
+            if not keep.all():  # (a k-NN graph's has no diagonal unless a point lists itself)
+                kept = np.zeros(len(keep) + 1, dtype=matrix.indptr.dtype)
+                np.cumsum(keep, out=kept[1:])
+                matrix = sp.csr_matrix((matrix.data[keep], matrix.indices[keep],
+                                        kept[matrix.indptr]), shape=matrix.shape)
+        else:
+            matrix.setdiag(0.0)
+            matrix.eliminate_zeros()
         degree = np.asarray(matrix.sum(1)).ravel()
         self.symmetric = matrix
         self.degree = degree
@@ -114,10 +127,12 @@ class SupervisoryGraph:
             level = min(perplexity, 0.5 * k, k - 1e-3)
             weights = calibrate_gaussian(torch.from_numpy(sq), max(level, 1.0 + 1e-3)).exp()
             weights = weights.numpy()
+        del sq  # O(n k) arrays are let go as soon as they are used, for the peak at large n
         rows = np.repeat(np.arange(n), k)
         adjacency = sp.csr_matrix((weights.ravel(), (rows, indices.ravel())), shape=(n, n))
+        del weights, rows
         symmetric = (adjacency + adjacency.T) * 0.5
-        del adjacency, weights, rows  # O(n k) each: not held through the steps below
+        del adjacency
         if shared:
             symmetric.sum_duplicates()
             counts = shared_counts(indices, symmetric.indptr, symmetric.indices)
