@@ -39,9 +39,16 @@ def _check(indices: np.ndarray) -> None:
     np.testing.assert_array_equal(counts, np.asarray(product[rows, edges.indices]).ravel())
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 5, 11])
+@pytest.fixture(params=["pairwise", "product"])
+def method(request, monkeypatch) -> str:
+    """Each test of the counts runs once by comparisons and once by the blocked product."""
+    monkeypatch.setattr(module, "_PAIRWISE_UP_TO", 10**9 if request.param == "pairwise" else 0)
+    return request.param
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 11, 35])
 @pytest.mark.parametrize("duplicated", [False, True])
-def test_counts_equal_the_membership_product_on_tied_points(k, duplicated) -> None:
+def test_counts_equal_the_membership_product_on_tied_points(k, duplicated, method) -> None:
     # integer coordinates on a small grid: many tied distances; duplicated rows tie at zero
     x = np.random.default_rng(k).integers(0, 4, size=(40, 2)).astype(np.float64)
     if duplicated:
@@ -56,7 +63,7 @@ def test_counts_equal_the_membership_product_on_tied_points(k, duplicated) -> No
     np.testing.assert_array_equal(shared_counts(indices, edges.indptr, edges.indices), expected)
 
 
-def test_a_point_listed_twice_counts_as_the_product_does() -> None:
+def test_a_point_listed_twice_counts_as_the_product_does(method) -> None:
     """Approximate search can list a point itself (a duplicate of it came first) or one
     neighbour twice: then ``M`` holds a 2 and the count follows ``M M^T``, not the set."""
     indices = np.array([[1, 2], [0, 1], [3, 3], [2, 0], [4, 1]])
@@ -67,7 +74,7 @@ def test_a_point_listed_twice_counts_as_the_product_does() -> None:
     assert counts[position] == 1 + 2 * 2  # N(1) = {0, 1, 1}: 0 once, 1 twice on both sides
 
 
-def test_counts_beyond_k_plus_one_keep_their_value() -> None:
+def test_counts_beyond_k_plus_one_keep_their_value(method) -> None:
     """A degenerate list can push ``S_ij`` to ``(k + 1)^2``, past a byte: here point 1 lists
     itself k times, ``S_11 = 17^2`` and ``S_01 = 16 * 17``."""
     k = 16
@@ -79,7 +86,7 @@ def test_counts_beyond_k_plus_one_keep_their_value() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 7, 12, 1000])
-def test_chunks_that_split_rows_change_nothing(monkeypatch, chunk) -> None:
+def test_chunks_that_split_rows_change_nothing(monkeypatch, chunk, method) -> None:
     x = np.random.default_rng(5).normal(size=(60, 3))
     indices, _ = knn_search(x, 5)
     monkeypatch.setattr(module, "_CHUNK", chunk)
