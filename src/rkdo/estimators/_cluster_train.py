@@ -51,7 +51,9 @@ def optimise(model: nn.Module, target: nn.Module, loss_of: Callable[[Tensor], Te
     epochs = 0
     for epochs in tqdm(range(1, max_iter + 1), disable=not verbose, desc="clustering"):
         order = torch.randperm(n, generator=generator)
-        running = 0.0
+        # summed on the loss's device in float64 (what float() would give, without a device
+        # sync each step: one per epoch)
+        running = None
         for start in range(0, n, batch):
             anchors = order[start:start + batch]
             loss = loss_of(anchors)
@@ -61,8 +63,9 @@ def optimise(model: nn.Module, target: nn.Module, loss_of: Callable[[Tensor], Te
             schedule.step()
             if ema > 0.0:
                 _follow(target, model, momentum)
-            running += float(loss.detach()) * len(anchors)
-        curve.append(running / n)
+            term = loss.detach().double() * len(anchors)
+            running = term if running is None else running + term
+        curve.append(float(running) / n)
         if not math.isfinite(curve[-1]):
             raise FloatingPointError(f"the clustering loss diverged at epoch {epochs}; "
                                      "lower learning_rate")
